@@ -1,0 +1,37 @@
+# tbcube: the two commands.
+#   make demo   fresh machine -> .venv, install, full demo on the embedded simulator archive
+#   make test   fresh machine -> .venv, install, whole test suite (slow cases included)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tbcube-installed
+DEMO_ROOT ?= demo-output
+
+# JAX is 2-3x slower under glibc's default allocator on these machines (see docs/operations.md).
+export MALLOC_ARENA_MAX := 1
+export MALLOC_MMAP_MAX_ := 0
+export MALLOC_TRIM_THRESHOLD_ := 68719476736
+export JAX_PLATFORMS ?= cpu
+export TBCUBE_REAL_DATA ?= $(abspath ../shared/data/real)
+
+.PHONY: demo test install lint clean bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tbcube demo --root $(DEMO_ROOT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/tbcube bench all --out bench-results
+
+clean:
+	rm -rf $(VENV) $(DEMO_ROOT) .pytest_cache bench-results
