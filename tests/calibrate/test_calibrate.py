@@ -1,0 +1,126 @@
+"""Cross-calibration stage: channel matching, collocation, fits vs known truth and pytesmo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipeline import calibrate, dims
+
+pytesmo_scaling = pytest.importorskip("pytesmo.scaling")
+
+
+def test_match_channels_nearest_frequency_same_polarization():
+    m = calibrate.match_channels("tmi", "gmi")
+    assert m["19.35V"] == "18.7V" and m["19.35H"] == "18.7H"
+    assert m["21.3V"] == "23.8V"
+    assert m["37.0H"] == "36.64H" and m["85.5V"] == "89.0V"
+    assert m["10.65H"] == "10.65H"
+    # AMSR-E C-band has no TMI counterpart; 23.8H has no H partner on TMI
+    m2 = calibrate.match_channels("amsre", "tmi")
+    assert "6.93V" not in m2 and "23.8H" not in m2
+    assert m2["36.5V"] == "37.0V"
+
+
+def _pair_dataset(seed=0, n_time=400, ny=3, nx=4, offset=1.7, gain=1.012, drift=0.6):
+    """Two sensors seeing the same scene; the source carries a known calibration error."""
+    rng = np.random.default_rng(seed)
+    time = pd.date_range("2014-03-04", periods=n_time, freq="D").values
+    t = np.arange(n_time)[:, None, None, None, None]
+    base = 250 + 15 * np.sin(2 * np.pi * t / 365.25) + rng.normal(0, 8, (1, 1, 2, ny, nx))
+    truth = base + rng.normal(0, 3, (n_time, 2, 2, ny, nx))
+    tau = t / calibrate.DECADE_DAYS
+    ref = truth + rng.normal(0, 0.3, truth.shape)
+    # src = (truth - offset - drift*tau)/gain, so that truth = offset + gain*src + drift*tau
+    src = (truth - offset - drift * tau) / gain + rng.normal(0, 0.3, truth.shape)
+    coords = {dims.TIME: time, dims.PASS: ["am", "pm"], dims.CHANNEL: ["10.65V", "10.65H"],
+              dims.Y: np.arange(ny) * 1.0, dims.X: np.arange(nx) * 1.0}
+    lt = np.zeros((n_time, 2, ny, nx)) + np.array([1.5, 13.5])[None, :, None, None]
+
+    def mk(tb, dlt):
+        return xr.Dataset(
+            {dims.TB: ((dims.TIME, dims.PASS, dims.CHANNEL, dims.Y, dims.X), tb),
+             dims.LOCAL_TIME: ((dims.TIME, dims.PASS, dims.Y, dims.X), lt + dlt)},
+            coords=coords,
+        )
+
+    return mk(src, 0.2), mk(ref, 0.0), time[0]
+
+
+def test_linear_fit_recovers_injected_offset_gain_drift():
+    src, ref, t0 = _pair_dataset()
+    pairs = calibrate.collocate(src, ref, {"10.65V": "10.65V", "10.65H": "10.65H"})
+    c = calibrate.fit_linear(pairs, drift_start=t0)
+    assert np.allclose(c["offset"], 1.7, atol=0.3)
+    assert np.allclose(c["slope"], 1.012, rtol=0.01)
+    assert np.allclose(c["drift"], 0.6, atol=0.3)
+    cal = calibrate.apply_transform(src[dims.TB], c)
+    resid = (cal - ref[dims.TB]).median().item()
+    assert abs(resid) < 0.1
+
+
+def test_collocation_drops_pairs_far_apart_in_local_time():
+    src, ref, _ = _pair_dataset(n_time=20)
+    src[dims.LOCAL_TIME][:] = src[dims.LOCAL_TIME] + 3.0
+    pairs = calibrate.collocate(src, ref, {"10.65V": "10.65V"}, max_dt_h=1.0)
+    assert int(pairs["src"].notnull().sum()) == 0
+    # across midnight: 23.5 h vs 0.5 h is 1 h apart
+    src[dims.LOCAL_TIME][:] = 23.5
+    ref[dims.LOCAL_TIME][:] = 0.5
+    pairs = calibrate.collocate(src, ref, {"10.65V": "10.65V"}, max_dt_h=1.0)
+    assert int(pairs["src"].notnull().sum()) == pairs["src"].size
+
+
+def test_linear_fit_equals_pytesmo_linreg():
+    rng = np.random.default_rng(3)
+    x = rng.normal(250, 10, 500)
+    y = 0.98 * x + 4 + rng.normal(0, 1, 500)
+    x[::17] = np.nan
+    ok = np.isfinite(x)
+    offset, slope, _, n = calibrate.linear_fit(x, y)
+    expected = pytesmo_scaling.linreg(x[ok], y[ok])
+    np.testing.assert_allclose(offset + slope * x[ok], expected, rtol=1e-10)
+    assert n == ok.sum()
+
+
+@pytest.mark.parametrize("n", [60, 500, 5000])
+def test_cdf_match_equals_pytesmo(n):
+    rng = np.random.default_rng(n)
+    x = rng.gamma(4, 5, n) + 200
+    y = 0.9 * rng.gamma(3, 6, n) + 210
+    bp = calibrate.cdf_fit(x, y, nbins=100, minobs=20)
+    ours = calibrate.cdf_predict(x, bp)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = pytesmo_scaling.cdf_match(x, y, nbins=100, minobs=20, linear_edge_scaling=True)
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-7)
+
+
+def test_grouped_fits_and_fallback():
+    src, ref, t0 = _pair_dataset(ny=2, nx=2, n_time=200, drift=0.0)
+    lc = xr.DataArray([[1, 1], [7, 7]], dims=(dims.Y, dims.X),
+                      coords={dims.Y: src[dims.Y], dims.X: src[dims.X]})
+    pairs = calibrate.collocate(src, ref, {"10.65V": "10.65V", "10.65H": "10.65H"})
+    c = calibrate.fit_linear(pairs, granularity="landcover", landcover=lc)
+    assert list(c[calibrate.GROUP].values) == [1, 7]
+    assert np.allclose(c["slope"], 1.012, rtol=0.01)
+    # a class with no fit falls back to the global transform
+    lc2 = lc.copy(data=[[1, 1], [9, 9]])
+    c_missing = c.assign(group_of_cell=lc2)
+    glob = calibrate.fit_linear(pairs)
+    cal = calibrate.apply_transform(src[dims.TB], c_missing, fallback=glob)
+    assert bool(cal.notnull().all())
+
+
+def test_cdf_transform_removes_bias_and_is_chunk_invariant():
+    src, ref, _ = _pair_dataset(n_time=300, drift=0.0)
+    pairs = calibrate.collocate(src, ref, {"10.65V": "10.65V", "10.65H": "10.65H"})
+    c = calibrate.fit_cdf(pairs, nbins=20)
+    eager = calibrate.apply_transform(src[dims.TB], c)
+    assert abs(float((eager - ref[dims.TB]).median())) < 0.3
+    lazy = calibrate.apply_transform(src[dims.TB].chunk({dims.TIME: 50, dims.Y: 1}), c)
+    xr.testing.assert_allclose(eager, lazy.compute())
