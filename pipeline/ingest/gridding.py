@@ -1,0 +1,281 @@
+"""Swath observations → the TB archive layout on any EASE-Grid 2.0 grid or window.
+
+Drop-in-bucket averaging (:func:`pipeline.grid.bin_to_grid`) of every usable sample, split by
+the observation's local solar date and pass:
+
+* local solar time ``LST = UTC + lon_cell / 15`` h, with ``lon_cell`` the longitude of the
+  centre of the cell the observation falls in;
+* ``pass`` is ``"am"`` when ``LST < 12`` h and ``"pm"`` otherwise (the data-contract rule; for
+  SMAP and AMSR this reproduces the 6 AM / 1:30 AM descending and 6 PM / 1:30 PM ascending
+  passes, for precessing TMI/GMI it is the only meaningful split);
+* ``time`` is the calendar date of ``LST`` at 00:00 (as SMAP L3 daily grids do);
+* ``local_time`` is the mean LST [h] of the observations averaged into the cell.
+
+Every sample is accounted for in exactly one of the counts returned with the grid:
+``fill`` (TB, lat, lon or time missing), ``bad_quality`` (the source's quality flag says do
+not use), ``out_of_range`` (TB outside :data:`TB_RANGE_K`, i.e. not a physical Earth scene
+at 1-90 GHz: cold sky/space looks or calibration spikes below, RFI or hot spikes above),
+``outside_grid`` (usable but outside the target grid/window) and ``used``.  Masked samples never
+reach the average; cells that saw an out-of-range sample get ``QC.OUT_OF_RANGE_TB``.
+
+The per-granule grids and the archive merge by :func:`merge_gridded`: count-weighted means
+(``n_obs`` per channel), OR of quality bits — deterministic for a fixed input order.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+
+from pipeline import dims, grid, sensors
+from pipeline.ingest.common import Granule, Swath
+from pipeline.qc import QC
+
+__all__ = [
+    "COUNT_KEYS",
+    "N_OBS",
+    "TB_RANGE_K",
+    "WEIGHTINGS",
+    "empty_counts",
+    "grid_granule",
+    "grid_swath",
+    "merge_gridded",
+]
+
+# Physical TB range [K] for 1-90 GHz Earth scenes (science.md §3.8: the coldest scenes are
+# calm ocean at H pol, ~70-100 K; nothing on Earth exceeds ~330 K). Configurable per call.
+TB_RANGE_K = (50.0, 350.0)
+N_OBS = "n_obs"
+ANCILLARY_PREFIX = "anc_"
+COUNT_KEYS = ("samples", "fill", "bad_quality", "out_of_range", "outside_grid", "used")
+WEIGHTINGS = ("none", "inverse_distance")
+U16_MAX = np.iinfo(np.uint16).max
+
+
+def empty_counts() -> dict[str, int]:
+    """All sample counts zero."""
+    return {k: 0 for k in COUNT_KEYS}
+
+
+@functools.lru_cache(maxsize=16)
+def _cell_lon(g: grid.Grid, window: grid.Window) -> np.ndarray:
+    """Longitude of each cell centre of the window [deg], (rows, cols) float64."""
+    xx, yy = np.meshgrid(g.x[window.col0 : window.col1], g.y[window.row0 : window.row1])
+    return grid.xy_to_latlon(g, xx, yy)[1]
+
+
+def _weights(g: grid.Grid, lat, lon, row, col) -> np.ndarray:
+    """Inverse distance to the cell centre [1/m], floored at a tenth of a cell."""
+    x, y = grid.latlon_to_xy(g, lat, lon)
+    xc, yc = grid.rowcol_to_xy(g, row, col)
+    return 1.0 / np.maximum(np.hypot(x - xc, y - yc), 0.1 * g.cell_m)
+
+
+def grid_swath(
+    swath: Swath,
+    sensor: str,
+    target: str | grid.Grid,
+    window: grid.Window | None = None,
+    *,
+    weighting: str = "none",
+    tb_range_k: tuple[float, float] = TB_RANGE_K,
+) -> tuple[xr.Dataset | None, dict[str, int]]:
+    """Grid one swath onto ``target`` (window), split by local solar date and pass.
+
+    Args:
+      swath: Observations (see :class:`pipeline.ingest.common.Swath`).
+      sensor: Catalog sensor; the output ``channel`` axis is its full channel list.
+      target: EASE-Grid 2.0 grid (name or :class:`pipeline.grid.Grid`).
+      window: Window of the grid (default the whole grid).
+      weighting: ``"none"`` (plain mean) or ``"inverse_distance"`` (to the cell centre).
+      tb_range_k: Accepted TB range [K]; samples outside are masked and counted.
+
+    Returns:
+      ``(gridded, counts)``. ``gridded`` has ``tb`` (time, pass, channel, y, x) float32 [K],
+      ``n_obs`` (same dims) uint16, ``local_time`` (time, pass, y, x) float32 [h],
+      ``quality_flag`` (time, pass, y, x) uint16 and ``anc_<name>`` (time, pass, y, x) float32;
+      None when no sample was usable inside the window.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    g = grid.get(target)
+    w = (window or g.full_window()).check(g)
+    labels = sensors.get(sensor).channel_labels
+    counts = empty_counts()
+    n, k = swath.tb.shape
+    counts["samples"] = n * k
+    tb = swath.tb.astype(np.float64)
+    geo = np.isfinite(swath.lat) & np.isfinite(swath.lon) & ~np.isnat(swath.time)
+    fill = ~np.isfinite(tb) | ~geo[:, None]
+    bad = ~fill & swath.bad
+    oor = ~fill & ~bad & ((tb < tb_range_k[0]) | (tb > tb_range_k[1]))
+    usable = ~fill & ~bad & ~oor
+    row = np.full(n, -1, np.int64)
+    col = np.full(n, -1, np.int64)
+    if geo.any():
+        row[geo], col[geo] = grid.latlon_to_rowcol(g, swath.lat[geo], swath.lon[geo])
+    inside = (row >= w.row0) & (row < w.row1) & (col >= w.col0) & (col < w.col1)
+    used = usable & inside[:, None]
+    counts.update(
+        fill=int(fill.sum()), bad_quality=int(bad.sum()), out_of_range=int(oor.sum()),
+        outside_grid=int((usable & ~inside[:, None]).sum()), used=int(used.sum()),
+    )
+    if not used.any():
+        return None, counts
+    idx = np.flatnonzero(inside)
+    lon_cell = _cell_lon(g, w)[row[idx] - w.row0, col[idx] - w.col0]
+    t_s = swath.time[idx].astype("datetime64[ns]").astype(np.int64) / 1e9
+    lst_s = t_s + lon_cell * 240.0
+    day = np.floor(lst_s / 86400.0).astype(np.int64)
+    hour = (lst_s - day * 86400.0) / 3600.0
+    pas = (hour >= 12.0).astype(np.int64)
+    key = day * 2 + pas
+    has_used = used[idx].any(axis=1)
+    keys = np.unique(key[has_used])
+    days = np.unique(keys // 2)
+    ny, nx = w.shape
+    kk = len(labels)
+    tb_out = np.full((len(days), 2, kk, ny, nx), np.nan, np.float32)
+    n_out = np.zeros((len(days), 2, kk, ny, nx), np.uint16)
+    lt_out = np.full((len(days), 2, ny, nx), np.nan, np.float32)
+    qf_out = np.zeros((len(days), 2, ny, nx), np.uint16)
+    anc_out = {a: np.full((len(days), 2, ny, nx), np.nan, np.float32) for a in swath.ancillary}
+    chan_pos = [labels.index(c) for c in swath.channels]
+    flags = swath.flags[idx] | np.where(oor[idx].any(axis=1), np.uint16(QC.OUT_OF_RANGE_TB), 0)
+    for kv in keys:
+        ti, pi = int(np.searchsorted(days, kv // 2)), int(kv % 2)
+        sel = key == kv
+        oi = idx[sel]
+        vals = np.where(used[oi], tb[oi], np.nan)
+        wts = None
+        if weighting == "inverse_distance":
+            wts = _weights(g, swath.lat[oi], swath.lon[oi], row[oi], col[oi])
+        mean, cnt = grid.bin_to_grid(g, swath.lat[oi], swath.lon[oi], vals, w, weights=wts)
+        for j, p in enumerate(chan_pos):
+            tb_out[ti, pi, p] = mean[..., j]
+            n_out[ti, pi, p] = np.minimum(cnt[..., j], U16_MAX)
+        any_used = used[oi].any(axis=1)
+        lt, _ = grid.bin_to_grid(
+            g, swath.lat[oi], swath.lon[oi], np.where(any_used, hour[sel], np.nan), w
+        )
+        lt_out[ti, pi] = lt
+        for name, values in swath.ancillary.items():
+            am, _ = grid.bin_to_grid(
+                g, swath.lat[oi], swath.lon[oi], np.where(any_used, values[oi], np.nan), w
+            )
+            anc_out[name][ti, pi] = am
+        flat = (row[oi] - w.row0) * nx + (col[oi] - w.col0)
+        qf = np.zeros(ny * nx, np.uint16)
+        np.bitwise_or.at(qf, flat, flags[sel].astype(np.uint16))
+        qf_out[ti, pi] = qf.reshape(ny, nx)
+    ds = _assemble(days, labels, g, w, tb_out, n_out, lt_out, qf_out, anc_out)
+    return ds, counts
+
+
+def _assemble(days, labels, g, w, tb, n_obs, lt, qf, anc) -> xr.Dataset:
+    t = (days.astype("datetime64[D]")).astype("datetime64[ns]")
+    d5 = (dims.TIME, dims.PASS, dims.CHANNEL, dims.Y, dims.X)
+    d4 = (dims.TIME, dims.PASS, dims.Y, dims.X)
+    data = {
+        dims.TB: (d5, tb),
+        N_OBS: (d5, n_obs),
+        dims.LOCAL_TIME: (d4, lt),
+        dims.QUALITY_FLAG: (d4, qf),
+    }
+    data.update({ANCILLARY_PREFIX + a: (d4, v) for a, v in anc.items()})
+    return xr.Dataset(
+        data,
+        coords={
+            dims.TIME: t,
+            dims.PASS: list(dims.PASSES),
+            dims.CHANNEL: list(labels),
+            dims.Y: g.y[w.row0 : w.row1],
+            dims.X: g.x[w.col0 : w.col1],
+        },
+    )
+
+
+def grid_granule(
+    granule: Granule,
+    target: str | grid.Grid,
+    window: grid.Window | None = None,
+    *,
+    weighting: str = "none",
+    tb_range_k: tuple[float, float] = TB_RANGE_K,
+) -> tuple[xr.Dataset | None, dict[str, int]]:
+    """Grid every swath of a granule and merge them (see :func:`grid_swath`).
+
+    Returns:
+      ``(gridded, counts)`` with counts summed over swaths; ``gridded`` None when the granule
+      has no usable sample inside the window ("no valid observations").
+    """
+    total = empty_counts()
+    out = None
+    for swath in granule.swaths:
+        ds, counts = grid_swath(
+            swath, granule.sensor, target, window, weighting=weighting, tb_range_k=tb_range_k
+        )
+        for key in COUNT_KEYS:
+            total[key] += counts[key]
+        if ds is not None:
+            out = ds if out is None else merge_gridded(out, ds)
+    return out, total
+
+
+_FILL = {dims.TB: np.nan, N_OBS: 0, dims.LOCAL_TIME: np.nan, dims.QUALITY_FLAG: 0}
+
+
+def _fill_values(ds: xr.Dataset) -> Mapping[str, float]:
+    return {v: _FILL.get(v, np.nan) for v in ds.data_vars}
+
+
+def merge_gridded(a: xr.Dataset, b: xr.Dataset) -> xr.Dataset:
+    """Merge two gridded TB datasets on the same grid window and channel axis.
+
+    Days are united (sorted).  Where both have observations: ``tb`` is the ``n_obs``-weighted
+    mean per channel, ``local_time`` and ``anc_*`` are weighted by the cell's largest channel
+    count, ``n_obs`` adds (saturating at 65535) and ``quality_flag`` is the bitwise OR.
+
+    Args:
+      a, b: Datasets with ``tb``/``n_obs`` (time, pass, channel, y, x), ``local_time``/
+        ``quality_flag`` (time, pass, y, x); both numpy- or dask-backed.
+
+    Returns:
+      The merged dataset (float32 ``tb``/``local_time``, uint16 ``n_obs``/``quality_flag``).
+    """
+    for d in (dims.PASS, dims.CHANNEL, dims.Y, dims.X):
+        if not np.array_equal(a[d].values, b[d].values):
+            raise ValueError(f"cannot merge gridded TB: coordinate {d!r} differs")
+    times = np.union1d(a[dims.TIME].values, b[dims.TIME].values)
+    a2 = a.reindex({dims.TIME: times}, fill_value=_fill_values(a))
+    b2 = b.reindex({dims.TIME: times}, fill_value=_fill_values(b))
+    na = a2[N_OBS].astype(np.float64)
+    nb = b2[N_OBS].astype(np.float64)
+    n = na + nb
+
+    def _wmean(va, vb, wa, wb):
+        tot = wa + wb
+        s = va.astype(np.float64).fillna(0.0) * wa + vb.astype(np.float64).fillna(0.0) * wb
+        return (s / tot.where(tot > 0)).astype(np.float32)
+
+    out = xr.Dataset(coords=a2.coords)
+    out[dims.TB] = _wmean(a2[dims.TB].where(na > 0), b2[dims.TB].where(nb > 0), na, nb)
+    out[N_OBS] = n.clip(max=U16_MAX).astype(np.uint16)
+    ma, mb = na.max(dims.CHANNEL), nb.max(dims.CHANNEL)
+    cell_vars = [v for v in a2.data_vars if v not in (dims.TB, N_OBS, dims.QUALITY_FLAG)]
+    for v in cell_vars:
+        if v in b2:
+            out[v] = _wmean(a2[v], b2[v], ma.where(a2[v].notnull(), 0), mb.where(b2[v].notnull(), 0))
+        else:
+            out[v] = a2[v]
+    for v in b2.data_vars:
+        if v not in out and v != dims.QUALITY_FLAG:
+            out[v] = b2[v]
+    out[dims.QUALITY_FLAG] = (
+        a2[dims.QUALITY_FLAG].astype(np.uint16) | b2[dims.QUALITY_FLAG].astype(np.uint16)
+    )
+    out.attrs = dict(a.attrs)
+    return out
