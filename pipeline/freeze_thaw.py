@@ -1,0 +1,331 @@
+"""Freeze/thaw stages: NPR seasonal-threshold baseline, autoencoder features, product assembly.
+
+Pure ``Dataset``/``DataArray`` functions (docs/architecture.md §4.2): no I/O, no compute; they
+give the same answer on numpy- and dask-backed input.  Science: docs/science.md §1.
+
+Baseline (science.md §1.8): ``NPR = (V − H)/(V + H)``, ``Δ = (NPR − NPR_fr)/(NPR_th − NPR_fr)``,
+frozen when ``Δ < T`` (T = 0.5 or per cell), am and pm retrieved separately.  The reference
+windows of the SMAP product are [NF], so they are a documented choice here
+(:class:`ReferenceWindows`): calendar months of the reference years (default Jan–Feb frozen,
+Jul–Aug thawed) or days meeting a temperature criterion on a gridded temperature field.
+
+Autoencoder (science.md §1.2–1.5): features ``[H, V, V − H]`` in K (normalised inside the
+model bundle), optional time-constant conditioning channels (land-cover group one-hot and water
+fraction); days without an observation are filled by linear interpolation in time (nearest
+value at the ends) for the network input only, and are reported as missing in the product.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import xarray as xr
+
+from pipeline import dims, qc
+
+__all__ = [
+    "CLIMATOLOGICAL_NPR_FR",
+    "CLIMATOLOGICAL_NPR_TH",
+    "LANDCOVER_GROUPS",
+    "WATER_BINS",
+    "ReferenceWindows",
+    "assemble_product",
+    "compute_npr",
+    "conditioning_channels",
+    "ft_features",
+    "ft_state_from_probability",
+    "ft_quality_flags",
+    "landcover_group",
+    "npr_references",
+    "npr_state_from_references",
+    "observed_mask",
+    "polarization_pair",
+    "retrieve_npr",
+    "water_bin",
+]
+
+# Climatological NPR references for single-day use where no multi-year reference exists:
+# mid-points of the peak-winter (0.013–0.016) and summer (0.02–0.03) NPR read off the
+# FTC-Encoder example figure (science.md §1.7).  A documented default, not a product constant.
+CLIMATOLOGICAL_NPR_FR = 0.0145
+CLIMATOLOGICAL_NPR_TH = 0.025
+
+# IGBP class → surface group (science.md §1.2 stratifies by IGBP class and water fraction).
+LANDCOVER_GROUPS: dict[str, tuple[int, ...]] = {
+    "forest": (1, 2, 3, 4, 5),
+    "shrubland": (6, 7),
+    "savanna": (8, 9),
+    "grassland_cropland": (10, 12, 14),
+    "wetland": (11,),
+    "urban_barren": (13, 16),
+    "snow_ice": (15,),
+    "water_unclassified": (0, 17),
+}
+# Open-water fraction class edges (science.md §1.2 bins, plus "< 0.05" and "> 0.5").
+WATER_BINS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0001)
+OPEN_WATER_DOMINATED = 0.5
+FEATURES = ("tbh", "tbv", "tbv_minus_tbh")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceWindows:
+    """How per-cell NPR references are chosen (the SMAP windows are [NF]; this is a choice).
+
+    Attributes:
+      method: ``"months"`` (calendar windows) or ``"temperature"`` (days whose gridded surface
+        and soil temperatures are both below ``frozen_below_k`` / above ``thawed_above_k``).
+      frozen_months, thawed_months: Calendar months of the frozen / thawed windows.
+      years: Reference years (None = every year of the input).
+      frozen_below_k, thawed_above_k: Temperature criterion [K] (as the AE labels).
+      min_days: Minimum number of reference days per cell and pass; fewer → no reference.
+      min_contrast: Minimum NPR_th − NPR_fr [1]; smaller → no reference (cell never freezes
+        or its signal is degenerate).
+    """
+
+    method: str = "months"
+    frozen_months: tuple[int, ...] = (1, 2)
+    thawed_months: tuple[int, ...] = (7, 8)
+    years: tuple[int, ...] | None = None
+    frozen_below_k: float = 271.0
+    thawed_above_k: float = 275.0
+    min_days: int = 10
+    min_contrast: float = 1e-3
+
+
+def polarization_pair(tb: xr.Dataset, frequency_ghz: float = 1.41) -> tuple[xr.DataArray, ...]:
+    """(TBv, TBh) [K] at the channel frequency nearest ``frequency_ghz``, dims without channel."""
+    freq = tb[dims.FREQUENCY_COORD]
+    pol = tb[dims.POLARIZATION_COORD]
+    dist = np.abs(np.asarray(freq, dtype=float) - frequency_ghz)
+    target = float(np.asarray(freq)[np.argmin(dist)])
+    pick = {}
+    for p in ("V", "H"):
+        sel = (np.asarray(freq) == target) & (np.asarray(pol).astype(str) == p)
+        if not sel.any():
+            raise ValueError(f"tb: no {target} GHz {p} channel")
+        pick[p] = tb[dims.TB].isel({dims.CHANNEL: int(np.flatnonzero(sel)[0])}, drop=True)
+    return pick["V"], pick["H"]
+
+
+def compute_npr(tb: xr.Dataset, frequency_ghz: float = 1.41) -> xr.DataArray:
+    """Normalised polarization ratio NPR = (V − H)/(V + H) [1], (time, pass, y, x)."""
+    v, h = polarization_pair(tb, frequency_ghz)
+    npr = ((v - h) / (v + h)).astype(np.float32)
+    return npr.rename(dims.NPR).assign_attrs(
+        units="1", long_name="normalized polarization ratio (TBv - TBh)/(TBv + TBh)"
+    )
+
+
+def observed_mask(tb: xr.Dataset, frequency_ghz: float = 1.41) -> xr.DataArray:
+    """True where both polarizations were observed (time, pass, y, x)."""
+    v, h = polarization_pair(tb, frequency_ghz)
+    return np.isfinite(v) & np.isfinite(h)
+
+
+def npr_references(
+    npr: xr.DataArray, windows: ReferenceWindows, temperature: xr.Dataset | None = None
+) -> xr.Dataset:
+    """Per-cell, per-pass frozen and thawed NPR references.
+
+    Args:
+      npr: NPR [1] (time, pass, y, x).
+      windows: Reference window choice.
+      temperature: For ``method="temperature"``: a Dataset with ``surface_temperature`` and
+        ``soil_temperature`` [K] on the same (time, [pass,] y, x) grid (e.g. ``truth``).
+
+    Returns:
+      Dataset with ``npr_fr``, ``npr_th`` [1] and ``reference_valid`` (bool), dims (pass, y, x).
+    """
+    t = npr[dims.TIME]
+    in_years = xr.ones_like(t, dtype=bool) if windows.years is None else t.dt.year.isin(
+        list(windows.years))
+    if windows.method == "months":
+        frozen = t.dt.month.isin(list(windows.frozen_months)) & in_years
+        thawed = t.dt.month.isin(list(windows.thawed_months)) & in_years
+    elif windows.method == "temperature":
+        if temperature is None:
+            raise ValueError("npr_references: method 'temperature' needs a temperature dataset")
+        ts, tg = temperature["surface_temperature"], temperature["soil_temperature"]
+        frozen = (ts < windows.frozen_below_k) & (tg < windows.frozen_below_k) & in_years
+        thawed = (ts > windows.thawed_above_k) & (tg > windows.thawed_above_k) & in_years
+    else:
+        raise ValueError(f"npr_references: unknown method {windows.method!r}")
+    fr_vals, th_vals = npr.where(frozen), npr.where(thawed)
+    npr_fr = fr_vals.mean(dims.TIME)
+    npr_th = th_vals.mean(dims.TIME)
+    valid = ((fr_vals.notnull().sum(dims.TIME) >= windows.min_days)
+             & (th_vals.notnull().sum(dims.TIME) >= windows.min_days)
+             & (npr_th - npr_fr >= windows.min_contrast))
+    return xr.Dataset({
+        "npr_fr": npr_fr.astype(np.float32).assign_attrs(units="1", long_name="frozen NPR ref"),
+        "npr_th": npr_th.astype(np.float32).assign_attrs(units="1", long_name="thawed NPR ref"),
+        "reference_valid": valid,
+    })
+
+
+def npr_state_from_references(npr, npr_fr, npr_th, threshold=0.5):
+    """Seasonal-threshold state: 0 frozen (Δ < T), 1 thawed (Δ ≥ T), −1 missing.
+
+    Works on NumPy arrays, scalars or DataArrays (broadcasting).  Single-day use: pass
+    :data:`CLIMATOLOGICAL_NPR_FR` / :data:`CLIMATOLOGICAL_NPR_TH` (or a cell climatology).
+
+    Args:
+      npr: NPR [1].
+      npr_fr, npr_th: Frozen and thawed references [1] (broadcastable).
+      threshold: Δ threshold T [1], scalar or per cell.
+
+    Returns:
+      int8 state, −1 where NPR or a reference is missing or the references are degenerate
+      (NPR_th ≤ NPR_fr).
+    """
+    delta = (npr - npr_fr) / (npr_th - npr_fr)
+    ok = np.isfinite(delta) & (npr_th > npr_fr)
+    if isinstance(delta, xr.DataArray):
+        state = xr.where(ok, xr.where(delta < threshold, 0, 1), -1).astype(np.int8)
+        return state.rename(dims.FT_STATE_NPR)
+    return np.where(ok, np.where(delta < threshold, 0, 1), -1).astype(np.int8)
+
+
+def retrieve_npr(
+    tb: xr.Dataset, refs: xr.Dataset, threshold: float | xr.DataArray = 0.5
+) -> xr.Dataset:
+    """The NPR baseline on a TB archive: ``npr`` and ``ft_state_npr`` (time, pass, y, x)."""
+    npr = compute_npr(tb)
+    fr = refs["npr_fr"].where(refs["reference_valid"])
+    th = refs["npr_th"].where(refs["reference_valid"])
+    state = npr_state_from_references(npr, fr, th, threshold)
+    state = state.transpose(*npr.dims).assign_attrs(
+        units="1", long_name="freeze/thaw state, NPR seasonal-threshold baseline",
+        flag_values=np.array([-1, 0, 1], np.int8), flag_meanings="missing frozen thawed")
+    return xr.Dataset({dims.NPR: npr, dims.FT_STATE_NPR: state})
+
+
+def landcover_group(landcover: xr.DataArray) -> xr.DataArray:
+    """Index into :data:`LANDCOVER_GROUPS` for each IGBP class (int8, same dims)."""
+    lut = np.full(256, list(LANDCOVER_GROUPS).index("water_unclassified"), np.int8)
+    for i, classes in enumerate(LANDCOVER_GROUPS.values()):
+        lut[list(classes)] = i
+    return xr.apply_ufunc(lambda a: lut[np.clip(a.astype(np.int64), 0, 255)], landcover,
+                          dask="parallelized", output_dtypes=[np.int8])
+
+
+def water_bin(water_fraction: xr.DataArray) -> xr.DataArray:
+    """Index of the :data:`WATER_BINS` class of each cell's open-water fraction (int8)."""
+    edges = np.asarray(WATER_BINS[1:-1])
+    return xr.apply_ufunc(lambda a: np.digitize(np.nan_to_num(a), edges).astype(np.int8),
+                          water_fraction, dask="parallelized", output_dtypes=[np.int8])
+
+
+def conditioning_channels(static: xr.Dataset) -> xr.DataArray:
+    """Time-constant conditioning inputs (y, x, feature): land-cover group one-hot + water frac."""
+    group = landcover_group(static["landcover"])
+    onehot = [(group == i).astype(np.float32) for i in range(len(LANDCOVER_GROUPS))]
+    wf = static["water_fraction"].fillna(0.0).astype(np.float32)
+    names = [f"group_{g}" for g in LANDCOVER_GROUPS] + ["water_fraction"]
+    out = xr.concat(onehot + [wf], dim=dims.FEATURE, coords="minimal", compat="override")
+    return out.assign_coords({dims.FEATURE: names}).transpose(dims.Y, dims.X, dims.FEATURE)
+
+
+def _fill_series(a: np.ndarray) -> np.ndarray:
+    """Linear interpolation along the last axis, nearest value at the ends; all-NaN stays NaN."""
+    out = np.array(a, dtype=np.float32, order="C", copy=True)
+    flat = out.reshape(-1, out.shape[-1])
+    idx = np.arange(flat.shape[-1])
+    for row in flat:
+        ok = np.isfinite(row)
+        if ok.any() and not ok.all():
+            row[~ok] = np.interp(idx[~ok], idx[ok], row[ok])
+    return out
+
+
+def ft_features(tb: xr.Dataset, static: xr.Dataset | None = None) -> xr.DataArray:
+    """Gap-filled autoencoder inputs [K or 1] (pass, y, x, time, feature).
+
+    Features are TBh, TBv, TBv − TBh (K) followed, when ``static`` is given, by the
+    :func:`conditioning_channels`.  Needs the whole time axis in one chunk (pencil layout).
+    """
+    v, h = polarization_pair(tb)
+    tbf = xr.concat([h, v, v - h], dim=dims.FEATURE, coords="minimal", compat="override")
+    tbf = tbf.assign_coords({dims.FEATURE: list(FEATURES)}).astype(np.float32)
+    filled = xr.apply_ufunc(_fill_series, tbf, input_core_dims=[[dims.TIME]],
+                            output_core_dims=[[dims.TIME]], dask="parallelized",
+                            output_dtypes=[np.float32])
+    filled = filled.transpose(dims.PASS, dims.Y, dims.X, dims.TIME, dims.FEATURE)
+    if static is None:
+        return filled.rename("features")
+    cond = conditioning_channels(static).drop_vars(
+        [c for c in (dims.LAT, dims.LON) if c in static.coords], errors="ignore")
+    cond = cond.broadcast_like(filled.isel({dims.FEATURE: 0}, drop=True))
+    cond = cond.transpose(dims.PASS, dims.Y, dims.X, dims.TIME, dims.FEATURE)
+    return xr.concat([filled, cond], dim=dims.FEATURE).rename("features")
+
+
+def ft_state_from_probability(p_thaw: xr.DataArray, observed: xr.DataArray) -> xr.DataArray:
+    """State from P(thaw): 1 thawed if P(thaw) ≥ 0.5 (e ≥ ln 2), 0 frozen, −1 unobserved (int8)."""
+    state = xr.where(observed & p_thaw.notnull(), xr.where(p_thaw >= 0.5, 1, 0), -1)
+    return state.astype(np.int8).rename(dims.FT_STATE)
+
+
+def ft_quality_flags(
+    observed: xr.DataArray, static: xr.Dataset | None, refs: xr.Dataset | None
+) -> xr.DataArray:
+    """uint16 :class:`pipeline.qc.QC` bits (time, pass, y, x).
+
+    INSUFFICIENT_OBS: no observation that day/pass (state −1, input gap-filled);
+    OPEN_WATER_DOMINATED: water fraction > 0.5; PERMANENT_SNOW_ICE: IGBP 15;
+    NO_REFERENCE: NPR references missing or degenerate for that cell/pass.
+    """
+    flag = xr.where(observed, 0, int(qc.QC.INSUFFICIENT_OBS)).astype(qc.QC_DTYPE)
+    if static is not None:
+        water = static["water_fraction"] > OPEN_WATER_DOMINATED
+        snow = static["landcover"] == 15
+        flag = flag | xr.where(water, int(qc.QC.OPEN_WATER_DOMINATED), 0).astype(qc.QC_DTYPE)
+        flag = flag | xr.where(snow, int(qc.QC.PERMANENT_SNOW_ICE), 0).astype(qc.QC_DTYPE)
+    if refs is not None:
+        flag = flag | xr.where(refs["reference_valid"], 0, int(qc.QC.NO_REFERENCE)).astype(
+            qc.QC_DTYPE)
+    dims_order = [d for d in (dims.TIME, dims.PASS, dims.Y, dims.X) if d in flag.dims]
+    return flag.transpose(*dims_order).rename(dims.QUALITY_FLAG).assign_attrs(qc.flag_attrs())
+
+
+def assemble_product(
+    tb: xr.Dataset,
+    p_thaw: xr.DataArray,
+    baseline: xr.Dataset,
+    observed: xr.DataArray,
+    static: xr.Dataset | None,
+    refs: xr.Dataset | None,
+) -> xr.Dataset:
+    """The freeze/thaw product of docs/data-contract.md (time, pass, y, x).
+
+    ``thaw_probability`` is NaN on days without an observation (the network saw gap-filled
+    input there); ``ft_state`` is −1 on those days.
+    """
+    order = (dims.TIME, dims.PASS, dims.Y, dims.X)
+    p = p_thaw.transpose(*order).where(observed.transpose(*order)).astype(np.float32)
+    p = p.rename(dims.THAW_PROBABILITY).assign_attrs(
+        units="1", long_name="probability that the landscape is thawed (autoencoder)",
+        grid_mapping=dims.CRS)
+    state = ft_state_from_probability(p, observed.transpose(*order)).assign_attrs(
+        units="1", long_name="freeze/thaw state, autoencoder", grid_mapping=dims.CRS,
+        flag_values=np.array([-1, 0, 1], np.int8), flag_meanings="missing frozen thawed")
+    npr_state = baseline[dims.FT_STATE_NPR].transpose(*order).assign_attrs(grid_mapping=dims.CRS)
+    flags = ft_quality_flags(observed, static, refs).transpose(*order).assign_attrs(
+        grid_mapping=dims.CRS)
+    out = xr.Dataset({
+        dims.THAW_PROBABILITY: p,
+        dims.FT_STATE: state,
+        dims.FT_STATE_NPR: npr_state,
+        dims.NPR: baseline[dims.NPR].transpose(*order).assign_attrs(grid_mapping=dims.CRS),
+        dims.QUALITY_FLAG: flags,
+    })
+    for v in (dims.FT_STATE, dims.FT_STATE_NPR):
+        out[v].encoding["_FillValue"] = np.int8(-1)
+    keep = [c for c in (dims.LAT, dims.LON) if c in tb.coords]
+    out = out.assign_coords({c: tb[c] for c in keep})
+    if dims.CRS in tb.variables:
+        out[dims.CRS] = tb[dims.CRS]
+    attrs = {k: tb.attrs[k] for k in ("grid", "grid_window", "sensor") if k in tb.attrs}
+    return out.assign_attrs(attrs, title="tbcube freeze/thaw product",
+                            Conventions="CF-1.10")
