@@ -1,0 +1,209 @@
+"""Fusion of per-sensor soil moisture into one daily record (science.md §3.6).
+
+Pure stages: error variances per source from triple collocation (TC) where a triplet of
+sources overlaps, otherwise from a given validation error; inverse-variance weighting; the
+fused product's ``soil_moisture_uncertainty``, ``n_sources``, ``source_mask`` and
+``land_coverage`` (data-contract.md); hand-over diagnostics.
+
+TC error model ``x_i = α_i + β_i Θ + ε_i`` (Gruber et al. 2016): with the covariances of a
+triplet (x, y, z) over their common days::
+
+    σ²_εx = σ_x² − σ_xy σ_xz / σ_yz        β_y / β_x = σ_xz / σ_yz
+
+Error variances are reported in the scale of the triplet's first member (the *scaled* error of
+``pytesmo.metrics.tcol_metrics``); after the LSTM all sources are in SMAP units, so the scales
+agree to within the harmonisation error.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import xarray as xr
+
+from pipeline import dims
+
+__all__ = [
+    "daily_mean_of_passes",
+    "fuse_sensors",
+    "handover_diagnostics",
+    "stack_sources",
+    "tc_error_variance",
+    "triplet_error_variance",
+]
+
+SENSOR = dims.SENSOR
+
+
+def daily_mean_of_passes(sm: xr.DataArray) -> xr.DataArray:
+    """Mean over the ``pass`` dim of the available passes (NaN where none)."""
+    return sm.mean(dims.PASS, skipna=True) if dims.PASS in sm.dims else sm
+
+
+def stack_sources(sources: dict[str, xr.DataArray]) -> xr.DataArray:
+    """Stack daily soil moisture of each source on a ``sensor`` dim (outer join in time)."""
+    names = list(sources)
+    arrays = [daily_mean_of_passes(sources[n]).drop_vars(
+        [c for c in sources[n].coords if c not in (dims.TIME, dims.Y, dims.X)], errors="ignore")
+        for n in names]
+    return xr.concat(arrays, dim=SENSOR, join="outer").assign_coords({SENSOR: names})
+
+
+def triplet_error_variance(x: xr.DataArray, y: xr.DataArray, z: xr.DataArray, *,
+                           dim: str = dims.TIME, min_samples: int = 100) -> xr.Dataset:
+    """TC error variances of a triplet along ``dim`` (common samples only).
+
+    Returns:
+      Dataset with ``err_var`` (member, …) in the scale of ``x`` [units²] (NaN where negative or
+      fewer than ``min_samples`` common samples), ``beta`` (member, …) = scaling onto ``x``, and
+      ``n`` (…) the number of common samples.
+    """
+    ok = x.notnull() & y.notnull() & z.notnull()
+    n = ok.sum(dim)
+    xs, ys, zs = x.where(ok), y.where(ok), z.where(ok)
+    ddof = 1
+
+    def cov(a, b):
+        am, bm = a.mean(dim), b.mean(dim)
+        return ((a - am) * (b - bm)).sum(dim) / (n - ddof)
+
+    cxx, cyy, czz = cov(xs, xs), cov(ys, ys), cov(zs, zs)
+    cxy, cxz, cyz = cov(xs, ys), cov(xs, zs), cov(ys, zs)
+    ex = cxx - cxy * cxz / cyz
+    ey = cyy - cxy * cyz / cxz
+    ez = czz - cxz * cyz / cxy
+    beta_y = cxz / cyz
+    beta_z = cxy / cyz
+    err = xr.concat([ex, ey * beta_y**2, ez * beta_z**2], dim="member")
+    enough = (n >= min_samples)
+    err = err.where(enough & (err > 0))
+    beta = xr.concat([xr.ones_like(beta_y), beta_y, beta_z], dim="member").where(enough)
+    return xr.Dataset({"err_var": err, "beta": beta, "n": n})
+
+
+def tc_error_variance(stack: xr.DataArray, *, min_samples: int = 100,
+                      fallback: dict[str, float] | None = None) -> xr.Dataset:
+    """Error variance of every source per cell, from the best-sampled valid triplet.
+
+    Args:
+      stack: Daily soil moisture (sensor, time, y, x) [m3 m-3] from :func:`stack_sources`.
+      min_samples: Least common days for a triplet to count.
+      fallback: Error variance per sensor [(m3 m-3)²] (e.g. ubRMSD² of the harmonised product
+        against the SMAP target on held-out data) where no triplet is valid.
+
+    Returns:
+      Dataset with ``err_var`` (sensor, y, x) [m6 m-6] and ``err_var_source`` (sensor, y, x)
+      int8: 1 from TC, 2 from the fallback, 0 unknown.
+    """
+    names = list(stack[SENSOR].values)
+    best_n = xr.zeros_like(stack.isel({dims.TIME: 0, SENSOR: 0}, drop=True), dtype=np.float64)
+    best = xr.full_like(best_n, np.nan)
+    err = {n: (best.copy(), best_n.copy()) for n in names}
+    for trip in itertools.combinations(names, 3):
+        res = triplet_error_variance(*(stack.sel({SENSOR: s}, drop=True) for s in trip),
+                                     min_samples=min_samples)
+        for k, s in enumerate(trip):
+            cur, cur_n = err[s]
+            e = res["err_var"].isel(member=k, drop=True)
+            better = e.notnull() & (res["n"] > cur_n)
+            err[s] = (xr.where(better, e, cur), xr.where(better, res["n"], cur_n))
+    ev = xr.concat([err[n][0] for n in names], dim=SENSOR).assign_coords({SENSOR: names})
+    source = xr.where(ev.notnull(), 1, 0).astype(np.int8)
+    if fallback:
+        fb = xr.DataArray([fallback.get(n, np.nan) for n in names], dims=SENSOR,
+                          coords={SENSOR: names})
+        use_fb = ev.isnull() & fb.notnull()
+        ev = xr.where(use_fb, fb, ev)
+        source = xr.where(use_fb, 2, source).astype(np.int8)
+    ev = ev.transpose(SENSOR, ...)
+    return xr.Dataset({
+        "err_var": ev.assign_attrs(units="m6 m-6", long_name="error variance per source"),
+        "err_var_source": source.assign_attrs(
+            long_name="origin of the error variance", flag_values=[0, 1, 2],
+            flag_meanings="unknown triple_collocation validation_fallback"),
+    })
+
+
+def fuse_sensors(stack: xr.DataArray, err_var: xr.DataArray, land: xr.DataArray) -> xr.Dataset:
+    """Inverse-variance weighted merge of the available sources each day.
+
+    Args:
+      stack: Daily soil moisture (sensor, time, y, x) [m3 m-3].
+      err_var: Error variance (sensor, y, x) [m6 m-6]; a source with NaN error variance gets
+        the largest error variance of the cell (it still counts, with the least weight).
+      land: Boolean (y, x): land cells over which ``land_coverage`` is computed.
+
+    Returns:
+      The fused soil-moisture product (data-contract.md): ``soil_moisture``,
+      ``soil_moisture_uncertainty`` (time, y, x), ``n_sources`` and ``source_mask`` (uint8,
+      bits from :data:`pipeline.dims.SOURCE_BITS`), ``land_coverage`` (time).
+    """
+    ev = err_var.fillna(err_var.max(SENSOR))
+    ev = ev.where(ev > 0)
+    present = stack.notnull() & ev.notnull()
+    w = xr.where(present, 1.0 / ev, 0.0)
+    wsum = w.sum(SENSOR)
+    sm = (w * stack.fillna(0.0)).sum(SENSOR) / wsum
+    sm = sm.where(wsum > 0)
+    unc = np.sqrt(1.0 / wsum).where(wsum > 0)
+    n = present.sum(SENSOR).astype(np.uint8)
+    bits = xr.DataArray([1 << dims.SOURCE_BITS[str(s)] for s in stack[SENSOR].values],
+                        dims=SENSOR, coords={SENSOR: stack[SENSOR]})
+    mask = (present * bits).sum(SENSOR).astype(np.uint8)
+    land = land.astype(bool)
+    coverage = (sm.notnull() & land).sum((dims.Y, dims.X)) / land.sum()
+    out = xr.Dataset({
+        dims.SOIL_MOISTURE: sm.astype(np.float32).assign_attrs(
+            units="m3 m-3", long_name="fused volumetric soil moisture (liquid, 0-5 cm)",
+            standard_name="volume_fraction_of_condensed_water_in_soil"),
+        dims.SOIL_MOISTURE_UNCERTAINTY: unc.astype(np.float32).assign_attrs(
+            units="m3 m-3", long_name="1-sigma uncertainty of the fused soil moisture"),
+        dims.N_SOURCES: n.assign_attrs(units="1", long_name="number of sources merged"),
+        dims.SOURCE_MASK: mask.assign_attrs(
+            units="1", long_name="bit mask of the sources merged",
+            flag_masks=[1 << b for b in dims.SOURCE_BITS.values()],
+            flag_meanings=" ".join(dims.SOURCE_BITS)),
+        dims.LAND_COVERAGE: coverage.astype(np.float32).assign_attrs(
+            units="1", long_name="fraction of land cells with a fused value"),
+    })
+    return out.transpose(dims.TIME, dims.Y, dims.X)
+
+
+HANDOVERS = {
+    "tmi-start-1997-12": "1997-12-07",
+    "amsre-start-2002-06": "2002-06-01",
+    "amsre-end-2011-10": "2011-10-04",
+    "amsr2-start-2012-07": "2012-07-02",
+    "gmi-start-2014-03": "2014-03-04",
+    "tmi-end-2015-04": "2015-04-08",
+    "smap-start-2015-03": "2015-03-31",
+}
+
+
+def handover_diagnostics(sm: xr.DataArray, dates: dict[str, str] = HANDOVERS, *,
+                         window_days: int = 60, reference: xr.DataArray | None = None
+                         ) -> dict[str, dict]:
+    """Mean shift across each sensor hand-over (eager: returns small numbers).
+
+    The shift is the change in the spatial-mean anomaly from ``window_days`` before to
+    ``window_days`` after the date.  With ``reference`` (e.g. the truth), anomalies are taken
+    against it, which removes the natural seasonal change across the window.
+
+    Returns:
+      ``{name: {"date", "mean_before", "mean_after", "shift"}}`` (m3 m-3); dates outside the
+      record are skipped.
+    """
+    out = {}
+    t = sm[dims.TIME]
+    for name, d in dates.items():
+        day = np.datetime64(d, "ns")
+        if day <= t.values.min() or day >= t.values.max():
+            continue
+        lo, hi = day - np.timedelta64(window_days, "D"), day + np.timedelta64(window_days, "D")
+        series = sm if reference is None else sm - reference
+        before = series.sel({dims.TIME: slice(lo, day - np.timedelta64(1, "D"))})
+        after = series.sel({dims.TIME: slice(day, hi)})
+        mb, ma = float(before.mean()), float(after.mean())
+        out[name] = {"date": d, "mean_before": mb, "mean_after": ma, "shift": ma - mb}
+    return out

@@ -1,0 +1,104 @@
+"""Fusion: triple collocation vs pytesmo, inverse-variance weights, coverage, masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipeline import dims, fuse
+
+tcol = pytest.importorskip("pytesmo.metrics").tcol_metrics
+
+SIGMA = {"tmi": 0.04, "amsre": 0.03, "amsr2": 0.02, "gmi": 0.025}
+
+
+def _sources(n_time=600, ny=2, nx=3, seed=0, gaps=0.2):
+    rng = np.random.default_rng(seed)
+    time = pd.date_range("2014-01-01", periods=n_time, freq="D")
+    truth = 0.25 + 0.08 * np.sin(np.arange(n_time) / 30.0)[:, None, None] + rng.normal(
+        0, 0.03, (n_time, ny, nx))
+    out = {}
+    for s, sig in SIGMA.items():
+        v = truth + rng.normal(0, sig, truth.shape)
+        v[rng.random(v.shape) < gaps] = np.nan
+        out[s] = xr.DataArray(v, dims=(dims.TIME, dims.Y, dims.X),
+                              coords={dims.TIME: time, dims.Y: np.arange(ny) * 1.0,
+                                      dims.X: np.arange(nx) * 1.0})
+    truth = xr.DataArray(truth, dims=(dims.TIME, dims.Y, dims.X), coords=out["tmi"].coords)
+    return out, truth
+
+
+def test_triplet_error_variance_equals_pytesmo():
+    src, _ = _sources(gaps=0.0)
+    x, y, z = (src[s].isel(y=0, x=0).values for s in ("tmi", "amsr2", "gmi"))
+    res = fuse.triplet_error_variance(*(src[s].isel(y=0, x=0) for s in ("tmi", "amsr2", "gmi")))
+    _, err_std, beta = tcol(x, y, z, ref_ind=0)
+    np.testing.assert_allclose(np.sqrt(res["err_var"].values), err_std, rtol=1e-10)
+    np.testing.assert_allclose(res["beta"].values, beta, rtol=1e-10)
+
+
+def test_tc_recovers_known_error_levels():
+    src, _ = _sources(n_time=3000, gaps=0.1)
+    stack = fuse.stack_sources(src)
+    ev = fuse.tc_error_variance(stack)
+    got = np.sqrt(ev["err_var"].median((dims.Y, dims.X))).to_series()
+    for s, sig in SIGMA.items():
+        assert got[s] == pytest.approx(sig, rel=0.15)
+    assert (ev["err_var_source"] == 1).all()
+
+
+def test_fallback_when_no_triplet():
+    src, _ = _sources()
+    two = {k: src[k] for k in ("amsr2", "gmi")}
+    ev = fuse.tc_error_variance(fuse.stack_sources(two), fallback={"amsr2": 4e-4, "gmi": 9e-4})
+    assert (ev["err_var_source"] == 2).all()
+    assert float(ev["err_var"].sel(sensor="gmi").max()) == pytest.approx(9e-4)
+
+
+def test_fused_beats_every_single_source_and_masks():
+    src, truth = _sources(n_time=1500)
+    stack = fuse.stack_sources(src)
+    ev = fuse.tc_error_variance(stack)
+    land = xr.DataArray(np.ones((2, 3), bool), dims=(dims.Y, dims.X))
+    out = fuse.fuse_sensors(stack, ev["err_var"], land)
+
+    def ubrmsd(a):
+        d = (a - truth)
+        return float(np.sqrt(((d - d.mean()) ** 2).mean()))
+
+    fused = ubrmsd(out[dims.SOIL_MOISTURE])
+    assert all(fused < ubrmsd(src[s]) for s in SIGMA)
+    # expected uncertainty where all four are present: 1/sqrt(sum 1/sigma^2)
+    expect = 1 / np.sqrt(sum(1 / s**2 for s in SIGMA.values()))
+    all4 = out[dims.N_SOURCES] == 4
+    assert float(out[dims.SOIL_MOISTURE_UNCERTAINTY].where(all4).median()) == pytest.approx(
+        expect, rel=0.15)
+    # source mask bits agree with the availability of each source
+    tmi_bit = (out[dims.SOURCE_MASK] & (1 << dims.SOURCE_BITS["tmi"])) > 0
+    assert bool((tmi_bit == src["tmi"].notnull()).all())
+    cov = out[dims.LAND_COVERAGE]
+    any_src = stack.notnull().any(dims.SENSOR).mean((dims.Y, dims.X))
+    np.testing.assert_allclose(cov.values, any_src.values, rtol=1e-6)
+
+
+def test_fusing_one_source_is_identity_and_chunk_invariant():
+    src, _ = _sources(n_time=200)
+    stack = fuse.stack_sources({"gmi": src["gmi"]})
+    ev = xr.full_like(stack.isel(time=0, drop=True), 4e-4)
+    land = xr.DataArray(np.ones((2, 3), bool), dims=(dims.Y, dims.X))
+    out = fuse.fuse_sensors(stack, ev, land)
+    xr.testing.assert_allclose(out[dims.SOIL_MOISTURE],
+                               src["gmi"].astype(np.float32).drop_vars([], errors="ignore"))
+    lazy = fuse.fuse_sensors(stack.chunk({dims.TIME: 37, dims.X: 1}), ev, land)
+    xr.testing.assert_allclose(out, lazy.compute())
+
+
+def test_handover_shift_detects_a_step():
+    src, truth = _sources(n_time=400, gaps=0.0)
+    sm = truth.copy()
+    sm[200:] += 0.02
+    t = str(sm[dims.TIME].values[200])[:10]
+    d = fuse.handover_diagnostics(sm, {"step": t}, window_days=60, reference=truth)
+    assert d["step"]["shift"] == pytest.approx(0.02, abs=1e-9)
