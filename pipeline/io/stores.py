@@ -1,41 +1,71 @@
 """Open and write Zarr stores at any fsspec URL: the only module that touches zarr/fsspec I/O.
 
 URLs: a local path, ``file://…``, ``s3://bucket/prefix`` (any S3-compatible endpoint) or any
-other fsspec protocol.  Every write passes ``zarr_format`` and ``consolidated`` explicitly.
-Phased writes (see docs/architecture.md §4.5): :func:`write_template` (metadata only) →
-:func:`write_region` (idempotent, chunk-aligned parts) → :func:`finalise` (consolidate + attrs).
+other fsspec protocol.  Every open and write passes ``zarr_format`` and ``consolidated``
+explicitly (on open they are read from the store's own metadata).  Phased writes (see
+docs/architecture.md §4.5, docs/storage.md): :func:`write_template` (metadata and coordinates
+only) → :func:`write_region` (idempotent, chunk-aligned parts) → :func:`finalise` (attrs +
+consolidated metadata).
+
+Credentials come from :func:`storage_options_for` (run config, AWS profile or the standard AWS
+environment variables).  They never appear in logs, attrs or error messages: expected failures
+raise one-line :mod:`pipeline.errors` exceptions (``StoreNotFound``, ``AccessDenied``,
+``StoreError`` for an unreachable endpoint, ``SchemaError`` for a part that does not fit the
+store), with the URL stripped of any user info.
 
 Archive layout helpers (:func:`tb_url`, :func:`static_url`, …) follow docs/data-contract.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import posixpath
-from collections.abc import Mapping
+import re
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
+import numpy as np
 import xarray as xr
 
 from pipeline import errors
 
 ZARR_FORMAT = 3
+"""Default Zarr format for new stores (docs/data-contract.md); 2 is supported on request."""
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ZARR_FORMAT",
+    "StorageOptions",
+    "calibrated_url",
     "exists",
     "finalise",
+    "insitu_url",
     "join",
     "open_dataset",
     "read_bytes",
     "read_json",
+    "reports_url",
+    "static_url",
+    "storage_options_for",
+    "store_format",
+    "tb_url",
+    "towers_url",
+    "truth_url",
     "write_bytes",
     "write_dataset",
     "write_json",
     "write_region",
     "write_template",
 ]
+
+_SECRET_KEYS = ("key", "secret", "token", "password", "session_token")
 
 
 # --- URLs ---------------------------------------------------------------------------------
@@ -82,48 +112,289 @@ def reports_url(root: str, name: str) -> str:
     return join(root, "reports", name)
 
 
+def _protocol(url: str) -> str:
+    """The fsspec protocol of ``url`` (``file`` for plain paths)."""
+    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://", str(url))
+    return m.group(1).lower() if m else "file"
+
+
+def _local_path(url: str) -> str | None:
+    """The filesystem path of a local path or ``file://`` URL; None for remote URLs."""
+    url = str(url)
+    if url.startswith("file://"):
+        return url[len("file://"):]
+    return None if "://" in url else url
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part (for messages and logs)."""
+    url = str(url)
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return url.replace(parts.netloc, f"***@{host}", 1)
+
+
+# --- credentials --------------------------------------------------------------------------
+class StorageOptions(dict):
+    """fsspec storage options whose ``repr``/``str`` hide credentials (a plain ``dict`` else)."""
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k in _SECRET_KEYS and v else v) for k, v in self.items()}
+        return f"StorageOptions({shown!r})"
+
+    __str__ = __repr__
+
+
+def _secret_value(v: Any) -> str | None:
+    """The plain string of a pydantic ``SecretStr`` (or a str); None for empty values."""
+    if v is None:
+        return None
+    if hasattr(v, "get_secret_value"):
+        v = v.get_secret_value()
+    v = str(v)
+    return v or None
+
+
+def storage_options_for(url: str, storage: Any | None = None) -> StorageOptions:
+    """fsspec storage options for ``url`` from a run config, an AWS profile or the environment.
+
+    Precedence for S3 URLs (first found wins, per item):
+
+    * endpoint: ``storage.endpoint_url`` → ``AWS_ENDPOINT_URL_S3`` → ``AWS_ENDPOINT_URL``;
+    * credentials: ``storage.anon`` (unsigned) → ``storage.key``/``storage.secret`` →
+      ``storage.profile`` → ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
+      (+ ``AWS_SESSION_TOKEN``) → ``AWS_PROFILE`` → botocore's default chain (instance roles);
+    * region: ``storage.region`` → ``AWS_REGION`` → ``AWS_DEFAULT_REGION``.
+
+    Args:
+      url: Store or object URL; only ``s3://`` (and ``s3a://``) get options, other protocols an
+        empty mapping (local paths need none).
+      storage: A run-config ``StorageSection`` or any object with its attributes
+        (``endpoint_url``, ``profile``, ``region``, ``anon``, ``key``, ``secret``), or None.
+
+    Returns:
+      A :class:`StorageOptions` dict for ``s3fs.S3FileSystem`` (its repr hides secrets).
+    """
+    opts = StorageOptions()
+    if _protocol(url) not in ("s3", "s3a"):
+        return opts
+    env = os.environ
+
+    def cfg(name: str) -> Any:
+        return getattr(storage, name, None) if storage is not None else None
+
+    endpoint = cfg("endpoint_url") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["endpoint_url"] = str(endpoint)
+    region = cfg("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        opts["client_kwargs"] = {"region_name": str(region)}
+    key, secret = _secret_value(cfg("key")), _secret_value(cfg("secret"))
+    if cfg("anon"):
+        opts["anon"] = True
+    elif key or secret:
+        if not (key and secret):
+            raise errors.ConfigError(
+                f"{_safe_url(url)}: storage config gives only one of 'key' and 'secret'"
+            )
+        opts["key"], opts["secret"] = key, secret
+    elif cfg("profile"):
+        opts["profile"] = str(cfg("profile"))
+    elif env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        opts["key"] = env["AWS_ACCESS_KEY_ID"]
+        opts["secret"] = env["AWS_SECRET_ACCESS_KEY"]
+        if env.get("AWS_SESSION_TOKEN"):
+            opts["token"] = env["AWS_SESSION_TOKEN"]
+    elif env.get("AWS_PROFILE"):
+        opts["profile"] = env["AWS_PROFILE"]
+    return opts
+
+
+def _options(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Explicit options, else those from the environment (S3 only); {} for local paths."""
+    if _local_path(url) is not None:
+        return {}
+    if storage_options is None:
+        return dict(storage_options_for(url))
+    return dict(storage_options)
+
+
+def _secrets(storage_options: Mapping[str, Any] | None) -> list[str]:
+    """Every credential string that must not leak into a message."""
+    vals = [_secret_value((storage_options or {}).get(k)) for k in _SECRET_KEYS]
+    vals += [os.environ.get(k) for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
+    return [v for v in vals if v and len(v) >= 4]
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        text = text.replace(s, "***")
+    return text
+
+
+# --- error translation --------------------------------------------------------------------
+_DENIED_CODES = {
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+    "InvalidToken", "AllAccessDisabled", "403", "401", "Forbidden",
+}
+_UNREACHABLE = {
+    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+    "ClientConnectorError", "ServerDisconnectedError", "ClientOSError", "gaierror",
+}
+_NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"}
+_MISSING = {"GroupNotFoundError", "ArrayNotFoundError", "NodeNotFoundError", "NoSuchBucket"}
+
+
+def _chain(e: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _reason(e: BaseException, secrets: list[str]) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return _redact(text[:160], secrets)
+
+
+def _classify(e: BaseException, what: str, secrets: list[str]) -> errors.TbcubeError | None:
+    """The one-line TbcubeError for an exception from fsspec/s3fs/zarr, or None to re-raise."""
+    for x in _chain(e):
+        name = type(x).__name__
+        code = ""
+        resp = getattr(x, "response", None)
+        if isinstance(resp, dict):
+            code = str(resp.get("Error", {}).get("Code", ""))
+        if name in _NO_CREDENTIALS:
+            return errors.AccessDenied(f"{what}: no usable credentials ({_reason(x, secrets)})")
+        if isinstance(x, PermissionError) or code in _DENIED_CODES:
+            return errors.AccessDenied(
+                f"{what}: access denied, check the key/secret, profile and bucket permissions "
+                f"({_reason(x, secrets)})"
+            )
+        if name in _UNREACHABLE or isinstance(x, ConnectionError | TimeoutError):
+            return errors.StoreError(
+                f"{what}: storage endpoint unreachable ({_reason(x, secrets)})"
+            )
+        if isinstance(x, FileNotFoundError) or name in _MISSING or code == "NoSuchBucket":
+            return errors.StoreNotFound(f"{what}: does not exist ({_reason(x, secrets)})")
+        if isinstance(x, FileExistsError) or name == "ContainsGroupError":
+            return errors.StoreError(f"{what}: already exists ({_reason(x, secrets)})")
+    return None
+
+
+@contextlib.contextmanager
+def _translated(url: str, action: str, storage_options: Mapping[str, Any] | None):
+    """Turn storage exceptions into one-line TbcubeErrors without credentials or tracebacks."""
+    secrets = _secrets(storage_options)
+    try:
+        with warnings.catch_warnings():
+            # zarr-python 3 warns on every consolidated v3 write; consolidation is deliberate
+            # here (docs/architecture.md §3, Samudra#117) and readers that ignore it still work.
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            yield
+    except errors.TbcubeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - classified below, unknown errors re-raised
+        err = _classify(e, f"{_safe_url(url)}: {action}", secrets)
+        if err is None:
+            raise
+        raise err from None
+
+
 # --- filesystem ---------------------------------------------------------------------------
 def _fs(url: str, storage_options: Mapping[str, Any] | None):
-    fs, path = fsspec.core.url_to_fs(str(url), **dict(storage_options or {}))
-    return fs, path
+    local = _local_path(url)
+    if local is not None:
+        return fsspec.filesystem("file"), os.path.abspath(local)
+    return fsspec.core.url_to_fs(str(url), **_options(url, storage_options))
 
 
 def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
-    """Whether anything exists at ``url``."""
-    fs, path = _fs(url, storage_options)
-    return fs.exists(path)
+    """Whether anything (an object or a prefix) exists at ``url``."""
+    with _translated(url, "check existence", storage_options):
+        fs, path = _fs(url, storage_options)
+        return bool(fs.exists(path))
 
 
 def read_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
     """Read a whole object."""
-    fs, path = _fs(url, storage_options)
-    try:
+    with _translated(url, "read", storage_options):
+        fs, path = _fs(url, storage_options)
         with fs.open(path, "rb") as f:
             return f.read()
-    except FileNotFoundError as e:
-        raise errors.StoreNotFound(f"{url}: no such object") from e
 
 
 def write_bytes(url: str, data: bytes, storage_options: Mapping[str, Any] | None = None) -> str:
     """Write a whole object (parents created); returns ``url``."""
-    fs, path = _fs(url, storage_options)
-    parent = posixpath.dirname(path)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    with fs.open(path, "wb") as f:
-        f.write(data)
+    with _translated(url, "write", storage_options):
+        fs, path = _fs(url, storage_options)
+        parent = posixpath.dirname(path)
+        if parent and _local_path(url) is not None:
+            fs.makedirs(parent, exist_ok=True)
+        fs.pipe_file(path, bytes(data))
     return url
 
 
 def read_json(url: str, storage_options: Mapping[str, Any] | None = None) -> Any:
     """Read a JSON object."""
-    return json.loads(read_bytes(url, storage_options))
+    raw = read_bytes(url, storage_options)
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise errors.InputDataError(f"{_safe_url(url)}: not valid JSON ({e})") from None
 
 
 def write_json(url: str, obj: Any, storage_options: Mapping[str, Any] | None = None) -> str:
     """Write ``obj`` as pretty JSON (sorted keys); returns ``url``."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
     return write_bytes(url, text.encode(), storage_options)
+
+
+# --- store metadata -----------------------------------------------------------------------
+def _zarr_target(url: str, storage_options: Mapping[str, Any] | None) -> tuple[str, dict | None]:
+    """``(store, storage_options)`` as xarray/zarr want them (local paths take no options)."""
+    local = _local_path(url)
+    if local is not None:
+        return local, None
+    return str(url), _options(url, storage_options) or None
+
+
+def store_format(
+    url: str, storage_options: Mapping[str, Any] | None = None
+) -> tuple[int, bool]:
+    """``(zarr_format, consolidated)`` of an existing store, read from its root metadata.
+
+    Raises:
+      errors.StoreNotFound: Nothing, or no Zarr group, at ``url``.
+    """
+    with _translated(url, "open", storage_options):
+        fs, path = _fs(url, storage_options)
+        v3 = posixpath.join(path, "zarr.json")
+        if fs.exists(v3):
+            meta = json.loads(fs.cat_file(v3))
+            return 3, bool(meta.get("consolidated_metadata"))
+        if fs.exists(posixpath.join(path, ".zgroup")):
+            return 2, bool(fs.exists(posixpath.join(path, ".zmetadata")))
+        found = fs.exists(path)
+    what = "holds no Zarr group metadata (zarr.json or .zgroup)" if found else "does not exist"
+    raise errors.StoreNotFound(f"{_safe_url(url)}: store {what}")
+
+
+def _check_attrs(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None) -> None:
+    """Refuse to write credentials into attrs (e.g. a resolved run config copied verbatim)."""
+    secrets = _secrets(_options(url, storage_options))
+    if not secrets:
+        return
+    texts = [json.dumps(ds.attrs, default=str)]
+    texts += [json.dumps(v.attrs, default=str) for v in ds.variables.values()]
+    if any(s in t for s in secrets for t in texts):
+        raise errors.ConfigError(f"{_safe_url(url)}: refusing to write credentials into attrs")
 
 
 # --- datasets -----------------------------------------------------------------------------
@@ -133,24 +404,46 @@ def open_dataset(
     storage_options: Mapping[str, Any] | None = None,
     chunks: Mapping[str, int] | str | None = None,
 ) -> xr.Dataset:
-    """Open a Zarr store lazily (``chunks=None`` keeps the stored chunks, dask-backed)."""
-    if not exists(url, storage_options):
-        raise errors.StoreNotFound(f"{url}: store does not exist")
-    return xr.open_zarr(
-        str(url),
-        storage_options=dict(storage_options or {}) or None,
-        chunks={} if chunks is None else chunks,
-        zarr_format=ZARR_FORMAT,
-        consolidated=None,
-    )
+    """Open a Zarr store lazily.
+
+    Args:
+      url: Store URL (local path, ``file://``, ``s3://``…).
+      storage_options: fsspec options; default :func:`storage_options_for` ``(url)``.
+      chunks: dask chunks; None keeps the stored chunks (dask-backed).
+
+    Raises:
+      errors.StoreNotFound, errors.AccessDenied, errors.StoreError: one-line messages.
+    """
+    fmt, consolidated = store_format(url, storage_options)
+    store, opts = _zarr_target(url, storage_options)
+    with _translated(url, "open", storage_options):
+        return xr.open_zarr(
+            store,
+            storage_options=opts,
+            chunks={} if chunks is None else chunks,
+            zarr_format=fmt,
+            consolidated=consolidated,
+        )
+
+
+_STALE_ENCODING = (
+    "chunks", "preferred_chunks", "shards", "compressors", "compressor", "filters",
+    "serializer", "object_codec", "write_empty_chunks",
+)
 
 
 def _clean(ds: xr.Dataset) -> xr.Dataset:
+    """A shallow copy without encodings from a previous store (chunks, codecs)."""
     ds = ds.copy()
     for v in ds.variables.values():
-        for key in ("chunks", "preferred_chunks", "shards", "compressors", "filters"):
-            v.encoding.pop(key, None)
+        v.encoding = {k: e for k, e in v.encoding.items() if k not in _STALE_ENCODING}
     return ds
+
+
+def _chunked(ds: xr.Dataset, chunks: Mapping[str, int] | None) -> xr.Dataset:
+    if not chunks:
+        return ds
+    return ds.chunk({d: c for d, c in chunks.items() if d in ds.dims})
 
 
 def write_dataset(
@@ -161,19 +454,36 @@ def write_dataset(
     chunks: Mapping[str, int] | None = None,
     mode: str = "w",
     encoding: Mapping[str, Any] | None = None,
+    zarr_format: int = ZARR_FORMAT,
 ) -> str:
-    """Write a whole dataset (computes dask-backed input); returns ``url``."""
-    out = _clean(ds)
-    if chunks:
-        out = out.chunk({d: c for d, c in chunks.items() if d in out.dims})
-    out.to_zarr(
-        str(url),
-        mode=mode,
-        storage_options=dict(storage_options or {}) or None,
-        zarr_format=ZARR_FORMAT,
-        consolidated=True,
-        encoding=dict(encoding or {}) or None,
-    )
+    """Write a whole dataset with consolidated metadata (computes dask input); returns ``url``.
+
+    Not atomic: a reader opening ``url`` during the write can see a partial store.  Publish
+    products with ``pipeline.io.publish.publish_dataset`` (new immutable version + catalog
+    switch) instead; see docs/storage.md.
+
+    Args:
+      ds: Dataset to write; stale encodings (chunks, codecs) are dropped first.
+      url: Target store URL.
+      storage_options: fsspec options; default :func:`storage_options_for` ``(url)``.
+      chunks: Zarr chunk sizes per dim (default: the dask chunks, or whole arrays).
+      mode: ``"w"`` (overwrite) or ``"w-"`` (fail if it exists).
+      encoding: Per-variable encoding passed to ``to_zarr``.
+      zarr_format: 3 (default) or 2.
+    """
+    _check_attrs(ds, url, storage_options)
+    out = _chunked(_clean(ds), chunks)
+    store, opts = _zarr_target(url, storage_options)
+    with _translated(url, "write", storage_options):
+        out.to_zarr(
+            store,
+            mode=mode,
+            storage_options=opts,
+            zarr_format=zarr_format,
+            consolidated=True,
+            encoding=dict(encoding or {}) or None,
+        )
+    log.info("wrote %s (zarr v%d)", _safe_url(url), zarr_format)
     return url
 
 
@@ -184,19 +494,117 @@ def write_template(
     chunks: Mapping[str, int],
     storage_options: Mapping[str, Any] | None = None,
     encoding: Mapping[str, Any] | None = None,
+    zarr_format: int = ZARR_FORMAT,
 ) -> str:
-    """Write metadata and coordinates only (data variables are left unwritten)."""
-    out = _clean(ds).chunk({d: c for d, c in chunks.items() if d in ds.dims})
-    out.to_zarr(
-        str(url),
-        mode="w",
-        compute=False,
-        storage_options=dict(storage_options or {}) or None,
-        zarr_format=ZARR_FORMAT,
-        consolidated=True,
-        encoding=dict(encoding or {}) or None,
-    )
+    """Write the store's metadata and coordinates; data variables are left unwritten.
+
+    Data variables are never computed (a lazy template of the full job is fine); coordinates
+    and small numpy-backed variables (e.g. ``crs``) are written now, so parts written later
+    with :func:`write_region` only carry data.  Unwritten chunks read as the fill value (NaN
+    for floats).
+
+    Args:
+      ds: Template dataset, data variables of the final shape and dtype (dims as the store).
+      url: Target store URL (overwritten).
+      chunks: Zarr chunk sizes per dim; every later part must align with them.
+      storage_options: fsspec options; default :func:`storage_options_for` ``(url)``.
+      encoding: Per-variable encoding passed to ``to_zarr``.
+      zarr_format: 3 (default) or 2.
+    """
+    _check_attrs(ds, url, storage_options)
+    out = _clean(ds)
+    coords = {k: v.compute() for k, v in out.coords.items() if v.chunks is not None}
+    out = out.assign_coords(coords)
+    lazy = {d: c for d, c in chunks.items() if d in out.dims}
+    for name in out.data_vars:
+        var = out[name]
+        if var.ndim:
+            out[name] = var.chunk({d: lazy.get(d, -1) for d in var.dims})
+    store, opts = _zarr_target(url, storage_options)
+    with _translated(url, "write template", storage_options):
+        out.to_zarr(
+            store,
+            mode="w",
+            compute=False,
+            storage_options=opts,
+            zarr_format=zarr_format,
+            consolidated=True,
+            encoding=dict(encoding or {}) or None,
+        )
+    log.info("wrote template %s (zarr v%d)", _safe_url(url), zarr_format)
     return url
+
+
+def _region_bounds(
+    region: Mapping[str, slice], sizes: Mapping[str, int], url: str
+) -> dict[str, tuple[int, int]]:
+    out = {}
+    for dim, sl in region.items():
+        if dim not in sizes:
+            raise errors.SchemaError(
+                f"{_safe_url(url)}: region dim {dim!r} is not a dim of the store {sorted(sizes)}"
+            )
+        if not isinstance(sl, slice) or sl.step not in (None, 1):
+            raise errors.SchemaError(f"{_safe_url(url)}: region[{dim!r}] must be a step-1 slice")
+        start, stop, _ = sl.indices(sizes[dim])
+        out[dim] = (start, stop)
+    return out
+
+
+def _misaligned(
+    start: int, sizes: tuple[int, ...], zchunk: int, length: int
+) -> list[int]:
+    """Boundaries of a part (offset ``start``, dask chunk ``sizes``) not on Zarr chunk edges."""
+    edges = start + np.concatenate([[0], np.cumsum(sizes)])
+    return [int(e) for e in edges if e % zchunk and e != length]
+
+
+def _check_part(
+    part: xr.Dataset, target: xr.Dataset, bounds: dict[str, tuple[int, int]], url: str
+) -> None:
+    """Raise SchemaError unless ``part`` fits ``target`` at ``bounds`` on whole Zarr chunks."""
+    where = _safe_url(url)
+    missing = [v for v in part.data_vars if v not in target.variables]
+    if missing:
+        raise errors.SchemaError(f"{where}: variables {missing} are not in the store template")
+    for dim, (start, stop) in bounds.items():
+        if part.sizes.get(dim, stop - start) != stop - start:
+            raise errors.SchemaError(
+                f"{where}: part has {part.sizes[dim]} along {dim!r} but region "
+                f"[{start}:{stop}] has {stop - start}"
+            )
+        if dim in part.indexes and dim in target.indexes:
+            want = target.indexes[dim][start:stop]
+            if not want.equals(part.indexes[dim]):
+                raise errors.SchemaError(
+                    f"{where}: coordinate {dim!r} of the part differs from the store's "
+                    f"values in region [{start}:{stop}]"
+                )
+    for name in part.data_vars:
+        var, tvar = part[name], target[name]
+        if var.dims != tvar.dims:
+            raise errors.SchemaError(
+                f"{where}: variable {name!r} dims {var.dims} != store dims {tvar.dims}"
+            )
+        zchunks = tvar.encoding.get("shards") or tvar.encoding.get("chunks") or tvar.shape
+        dask_chunks = var.chunks or tuple((n,) for n in var.shape)
+        for dim, zc, dc, length in zip(var.dims, zchunks, dask_chunks, tvar.shape, strict=True):
+            if dim not in bounds:
+                if var.sizes[dim] != length:
+                    raise errors.SchemaError(
+                        f"{where}: variable {name!r} has {var.sizes[dim]} along {dim!r}, the "
+                        f"store {length}, and {dim!r} is not in the region"
+                    )
+                start = 0
+            else:
+                start = bounds[dim][0]
+            bad = _misaligned(start, tuple(dc), int(zc), int(length))
+            if bad:
+                raise errors.SchemaError(
+                    f"{where}: variable {name!r} dim {dim!r}: part chunk boundaries {bad} "
+                    f"(region start {start}, dask chunks {list(dc)}) are not multiples of the "
+                    f"store's Zarr chunk {int(zc)}; rechunk the part to the store's chunks"
+                )
 
 
 def write_region(
@@ -206,16 +614,47 @@ def write_region(
     *,
     storage_options: Mapping[str, Any] | None = None,
 ) -> str:
-    """Write one part into an existing template (idempotent: rewriting overwrites)."""
-    keep = [v for v in ds.data_vars if set(ds[v].dims) & set(region)]
-    out = _clean(ds[keep]).drop_vars([c for c in ds.coords if set(ds[c].dims) & set(region)])
-    out.to_zarr(
-        str(url),
-        region=dict(region),
-        storage_options=dict(storage_options or {}) or None,
-        zarr_format=ZARR_FORMAT,
-        consolidated=False,
-    )
+    """Write one part into a store made by :func:`write_template` (idempotent).
+
+    Before anything is written, every dask chunk boundary of the part (offset by the region
+    start) is checked to lie on the store's Zarr chunk (or shard) boundaries, so parallel parts
+    never share a chunk; index coordinates must match the store's in the region.  Variables
+    that share no dim with ``region`` (e.g. ``crs``) and coordinates along region dims are
+    dropped (the template wrote them); stale encodings are dropped.  Rewriting a region with
+    the same values gives identical bytes.
+
+    Args:
+      ds: The part: data variables with the store's dims, sized like the region.
+      url: Store URL.
+      region: ``{dim: slice(start, stop)}`` in store indices.
+      storage_options: fsspec options; default :func:`storage_options_for` ``(url)``.
+
+    Raises:
+      errors.SchemaError: The part does not fit the store (naming variable, dim, boundaries).
+      errors.StoreNotFound, errors.AccessDenied, errors.StoreError: storage failures.
+    """
+    fmt, _ = store_format(url, storage_options)
+    store, opts = _zarr_target(url, storage_options)
+    with _translated(url, "open", storage_options):
+        target = xr.open_zarr(store, storage_options=opts, chunks=None, zarr_format=fmt,
+                              consolidated=False)
+    bounds = _region_bounds(region, target.sizes, url)
+    keep = [v for v in ds.data_vars if set(ds[v].dims) & set(bounds)]
+    drop = [c for c in ds.coords if c not in ds.indexes]
+    part = _clean(ds[keep]).drop_vars(drop)
+    _check_part(part, target, bounds, url)
+    part = part.drop_vars([c for c in part.coords if c in part.indexes])
+    with _translated(url, "write region", storage_options):
+        part.to_zarr(
+            store,
+            mode="r+",
+            region={d: slice(a, b) for d, (a, b) in bounds.items()},
+            storage_options=opts,
+            zarr_format=fmt,
+            consolidated=False,
+            safe_chunks=True,
+        )
+    log.info("wrote region %s of %s", {d: list(b) for d, b in bounds.items()}, _safe_url(url))
     return url
 
 
@@ -225,13 +664,24 @@ def finalise(
     *,
     storage_options: Mapping[str, Any] | None = None,
 ) -> str:
-    """Update root attrs and consolidate metadata; returns ``url``."""
+    """Update root attrs and (re)write consolidated metadata; returns ``url``.
+
+    Args:
+      url: Store URL.
+      attrs: Root attributes to set (JSON-serialisable; never credentials).
+      storage_options: fsspec options; default :func:`storage_options_for` ``(url)``.
+    """
     import zarr
 
-    store = str(url)
-    grp = zarr.open_group(store, mode="r+", storage_options=dict(storage_options or {}) or None,
-                          zarr_format=ZARR_FORMAT)
+    fmt, _ = store_format(url, storage_options)
     if attrs:
-        grp.attrs.update(dict(attrs))
-    zarr.consolidate_metadata(grp.store)
+        _check_attrs(xr.Dataset(attrs=dict(attrs)), url, storage_options)
+    store, opts = _zarr_target(url, storage_options)
+    with _translated(url, "finalise", storage_options):
+        grp = zarr.open_group(store, mode="r+", storage_options=opts, zarr_format=fmt,
+                              use_consolidated=False)
+        if attrs:
+            grp.attrs.update(json.loads(json.dumps(dict(attrs), default=str)))
+        zarr.consolidate_metadata(grp.store, zarr_format=fmt)
+    log.info("finalised %s", _safe_url(url))
     return url
