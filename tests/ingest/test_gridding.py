@@ -1,0 +1,129 @@
+"""Gridding rules on hand-made swaths: local solar date/pass, masks and counts, means, merges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import dims
+from pipeline.ingest import gridding
+from pipeline.ingest.common import Swath
+from pipeline.qc import QC
+from tests.ingest import ease_ref
+
+
+def _swath(lat, lon, times, tb, bad=None, flags=None, channels=("1.41V", "1.41H")):
+    n = len(lat)
+    tb = np.asarray(tb, np.float32).reshape(n, len(channels))
+    return Swath(
+        channels=tuple(channels),
+        lat=np.asarray(lat, float),
+        lon=np.asarray(lon, float),
+        time=np.asarray(times, "datetime64[ns]"),
+        tb=tb,
+        bad=np.zeros(tb.shape, bool) if bad is None else np.asarray(bad, bool),
+        flags=np.zeros(n, np.uint16) if flags is None else np.asarray(flags, np.uint16),
+    )
+
+
+def test_local_solar_date_and_pass():
+    # 150 E at 20:00 UTC is 06:00 local the next day; 150 W at 02:00 UTC is 16:00 the day before.
+    sw = _swath([10.0, 10.0], [150.0, -150.0],
+                ["2015-06-01T20:00", "2015-06-02T02:00"], [[250, 240], [260, 230]])
+    ds, counts = gridding.grid_swath(sw, "smap", "M36")
+    assert counts["used"] == 4
+    rows, cols = ease_ref.rowcol("M36", [10.0, 10.0], [150.0, -150.0])
+    lon_c = ease_ref.cell_lon("M36", rows, cols)
+    exp_day, exp_pass = ease_ref.local_date_pass(
+        np.array(["2015-06-01T20:00", "2015-06-02T02:00"], "datetime64[ms]"), lon_c)
+    assert list(exp_day.astype(str)) == ["2015-06-02", "2015-06-01"]
+    for i in range(2):
+        cell = ds.sel({dims.TIME: exp_day[i], dims.PASS: exp_pass[i]}).isel(
+            {dims.Y: rows[i], dims.X: cols[i]})
+        np.testing.assert_allclose(cell[dims.TB].values, sw.tb[i])
+        hours = 20 + lon_c[0] / 15 - 24 if i == 0 else 2 + lon_c[1] / 15 + 24
+        assert float(cell[dims.LOCAL_TIME]) == pytest.approx(hours, abs=1e-3)
+    assert int(ds[dims.TB].count()) == 4
+
+
+def test_masks_are_counted_and_flagged():
+    lat = [45.0] * 6 + [0.0]
+    lon = [10.0] * 6 + [10.0]
+    t = ["2015-06-01T05:00"] * 7
+    tb = [[250, 240],             # used
+          [np.nan, 241],          # one fill
+          [260, 242],             # V bad quality
+          [30.0, 243],            # V out of range (cold)
+          [251, 400.0],           # H out of range (hot)
+          [252, 244],             # used
+          [253, 245]]             # outside the window
+    bad = np.zeros((7, 2), bool)
+    bad[2, 0] = True
+    sw = _swath(lat, lon, t, tb, bad=bad, flags=[0, 0, 0, 0, 0, int(QC.RFI_SUSPECTED), 0])
+    r, c = ease_ref.rowcol("M36", 45.0, 10.0)
+    from pipeline.grid import Window
+
+    win = Window(int(r) - 1, int(r) + 2, int(c) - 1, int(c) + 2)
+    ds, counts = gridding.grid_swath(sw, "smap", "M36", win)
+    assert counts == {"samples": 14, "fill": 1, "bad_quality": 1, "out_of_range": 2,
+                      "outside_grid": 2, "used": 8}
+    assert sum(counts[k] for k in gridding.COUNT_KEYS[1:]) == counts["samples"]
+    cell = ds.isel({dims.TIME: 0, dims.Y: 1, dims.X: 1}).sel({dims.PASS: "am"})
+    # V: 250, 251, 252 (fill, bad and 30 K masked); H: 240, 241, 242, 243, 244 (400 K masked)
+    np.testing.assert_allclose(cell[dims.TB].values, [251.0, 242.0], rtol=1e-6)
+    np.testing.assert_array_equal(cell[gridding.N_OBS].values, [3, 5])
+    qf = int(cell[dims.QUALITY_FLAG])
+    assert qf & QC.OUT_OF_RANGE_TB and qf & QC.RFI_SUSPECTED
+    assert np.isnan(ds[dims.TB].values).sum() == ds[dims.TB].size - 2
+
+
+def test_all_fill_gives_no_grid():
+    sw = _swath([np.nan, 5.0], [np.nan, 5.0], ["NaT", "2015-01-01T00:00"],
+                [[np.nan, np.nan], [np.nan, np.nan]])
+    ds, counts = gridding.grid_swath(sw, "smap", "M36")
+    assert ds is None
+    assert counts["fill"] == counts["samples"] == 4 and counts["used"] == 0
+
+
+def test_inverse_distance_weighting_by_hand():
+    from pipeline import grid
+
+    g = grid.get("N36")
+    r, c = 250, 260
+    xc, yc = grid.rowcol_to_xy(g, r, c)
+    # One observation 2 km from the centre, one 12 km away (same cell), opposite TB.
+    xs = np.array([xc + 2000.0, xc - 12000.0])
+    ys = np.array([yc, yc])
+    lat, lon = grid.xy_to_latlon(g, xs, ys)
+    sw = _swath(lat, lon, ["2015-01-01T12:00"] * 2, [[200, 200], [260, 260]])
+    ds, _ = gridding.grid_swath(sw, "smap", "N36", weighting="inverse_distance")
+    val = float(ds[dims.TB].isel({dims.Y: r, dims.X: c}).max())
+    w1, w2 = 1 / 3600.0, 1 / 12000.0      # distances floored at cell/10 = 3.6 km
+    assert val == pytest.approx((200 * w1 + 260 * w2) / (w1 + w2), rel=1e-5)
+    plain, _ = gridding.grid_swath(sw, "smap", "N36")
+    assert float(plain[dims.TB].isel({dims.Y: r, dims.X: c}).max()) == pytest.approx(230.0)
+
+
+def test_merge_is_count_weighted_and_ors_flags():
+    a, _ = gridding.grid_swath(
+        _swath([60.0, 60.0], [20.0, 20.0], ["2015-03-01T04:00"] * 2, [[250, 240], [252, 242]],
+               flags=[int(QC.RFI_SUSPECTED), 0]), "smap", "N36")
+    b, _ = gridding.grid_swath(
+        _swath([60.0, 60.0], [20.0, 20.0], ["2015-03-01T04:10", "2015-03-03T04:00"],
+               [[260, 250], [270, 260]], flags=[int(QC.WATER_CONTAMINATION), 0]), "smap", "N36")
+    m = gridding.merge_gridded(a, b)
+    r, c = ease_ref.rowcol("N36", 60.0, 20.0)
+    assert list(m[dims.TIME].values.astype("datetime64[D]").astype(str)) == [
+        "2015-03-01", "2015-03-03"]
+    cell = m.isel({dims.Y: r, dims.X: c}).sel({dims.PASS: "am"})
+    np.testing.assert_allclose(cell[dims.TB].values[0], [(250 + 252 + 260) / 3,
+                                                          (240 + 242 + 250) / 3], rtol=1e-6)
+    np.testing.assert_array_equal(cell[gridding.N_OBS].values[0], [3, 3])
+    np.testing.assert_allclose(cell[dims.TB].values[1], [270, 260])
+    assert int(cell[dims.QUALITY_FLAG].values[0]) == int(QC.RFI_SUSPECTED | QC.WATER_CONTAMINATION)
+    # Three observations (04:00, 04:00, 04:10 UTC) at the cell-centre longitude.
+    lt = 4 + (10 / 60) / 3 + float(ease_ref.cell_lon("N36", r, c)) / 15
+    assert float(cell[dims.LOCAL_TIME].values[0]) == pytest.approx(lt, abs=1e-4)
+    # Order of merging changes nothing but rounding.
+    m2 = gridding.merge_gridded(b, a)
+    np.testing.assert_allclose(m2[dims.TB].values, m[dims.TB].values, rtol=1e-6)
