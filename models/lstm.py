@@ -37,12 +37,17 @@ class LSTMConfig:
       hidden: LSTM hidden size per layer.
       num_layers: Stacked LSTM layers.
       dropout: Dropout between layers and before the head (training only).
+      target_mean, target_std: The network learns the standardised target; :func:`apply`
+        returns ``target_mean + target_std · output`` (physical units), training compares the
+        raw output with the standardised target.
     """
 
     n_features: int
     hidden: int = 64
     num_layers: int = 1
     dropout: float = 0.1
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
 
 class SoilMoistureLSTM(nnx.Module):
@@ -95,9 +100,10 @@ def apply(params: Params, x: jax.Array, *, config: LSTMConfig) -> jax.Array:
       x: Normalised inputs [batch, time, feature], float32.
 
     Returns:
-      Predictions [batch, time] in normalised target units.
+      Predictions [batch, time] in target units (``target_mean + target_std · output``).
     """
-    return _model(params, config, train=False)(jnp.asarray(x, jnp.float32))
+    out = _model(params, config, train=False)(jnp.asarray(x, jnp.float32))
+    return config.target_mean + config.target_std * out
 
 
 def masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
@@ -122,7 +128,8 @@ def train_step(state: TrainState, batch: dict, *, config: LSTMConfig,
     def loss_fn(p):
         model = _model({"params": p}, config, train=True, seed=0)
         rngs = nnx.Rngs(dropout=jax.random.fold_in(jax.random.key(seed), state.step))
-        return masked_mse(model(batch["x"], rngs=rngs), batch["y"], batch["mask"])
+        return masked_mse(model(batch["x"], rngs=rngs), _standardise(batch["y"], config),
+                          batch["mask"])
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params["params"])
     updates, opt_state = tx.update(grads, state.opt_state, state.params["params"])
@@ -130,10 +137,15 @@ def train_step(state: TrainState, batch: dict, *, config: LSTMConfig,
     return TrainState({"params": new}, opt_state, state.step + 1), loss
 
 
+def _standardise(y: jax.Array, config: LSTMConfig) -> jax.Array:
+    return (y - config.target_mean) / config.target_std
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
 def eval_loss(params: Params, batch: dict, *, config: LSTMConfig) -> jax.Array:
-    """Masked MSE in inference mode."""
-    return masked_mse(apply(params, batch["x"], config=config), batch["y"], batch["mask"])
+    """Masked MSE in inference mode, on the standardised target."""
+    pred = _model(params, config, train=False)(jnp.asarray(batch["x"], jnp.float32))
+    return masked_mse(pred, _standardise(batch["y"], config), batch["mask"])
 
 
 @dataclasses.dataclass

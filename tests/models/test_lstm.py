@@ -73,3 +73,13 @@ def test_checkpoint_round_trip_through_registry():
         np.asarray(registry.get("sm_lstm").apply(b2.params, x, config=cfg2)),
         np.asarray(lstm.apply(p, x, config=CFG)),
     )
+
+
+def test_target_standardisation_round_trip():
+    """apply() returns physical units: mean + std · network output."""
+    cfg = dataclasses.replace(CFG, target_mean=0.25, target_std=0.1)
+    p = lstm.init(cfg, 4)
+    x = np.random.default_rng(4).normal(size=(2, 5, 4)).astype(np.float32)
+    raw = np.asarray(lstm.apply(p, x, config=CFG))
+    np.testing.assert_allclose(np.asarray(lstm.apply(p, x, config=cfg)), 0.25 + 0.1 * raw,
+                               rtol=1e-6)
