@@ -270,6 +270,8 @@ def _classify(e: BaseException, what: str, secrets: list[str]) -> errors.TbcubeE
         resp = getattr(x, "response", None)
         if isinstance(resp, dict):
             code = str(resp.get("Error", {}).get("Code", ""))
+        if name == "ParamValidationError":
+            return errors.StoreError(f"{what}: invalid S3 bucket or key in the URL")
         if name in _NO_CREDENTIALS:
             return errors.AccessDenied(f"{what}: no usable credentials ({_reason(x, secrets)})")
         if isinstance(x, PermissionError) or code in _DENIED_CODES:
@@ -446,6 +448,18 @@ def _chunked(ds: xr.Dataset, chunks: Mapping[str, int] | None) -> xr.Dataset:
     return ds.chunk({d: c for d, c in chunks.items() if d in ds.dims})
 
 
+def _check_uniform(ds: xr.Dataset, url: str) -> None:
+    """Zarr chunks are regular: every dask chunk but the last must have the first's size."""
+    for name, var in ds.variables.items():
+        for dim, sizes in zip(var.dims, var.chunks or (), strict=False):
+            if len(sizes) > 1 and (len(set(sizes[:-1])) > 1 or sizes[-1] > sizes[0]):
+                raise errors.SchemaError(
+                    f"{_safe_url(url)}: variable {name!r} dim {dim!r}: dask chunks "
+                    f"{list(sizes)} are irregular and cannot map onto Zarr chunks; pass chunks= "
+                    f"or rechunk to one size"
+                )
+
+
 def write_dataset(
     ds: xr.Dataset,
     url: str,
@@ -473,6 +487,7 @@ def write_dataset(
     """
     _check_attrs(ds, url, storage_options)
     out = _chunked(_clean(ds), chunks)
+    _check_uniform(out, url)
     store, opts = _zarr_target(url, storage_options)
     with _translated(url, "write", storage_options):
         out.to_zarr(
@@ -520,6 +535,7 @@ def write_template(
         var = out[name]
         if var.ndim:
             out[name] = var.chunk({d: lazy.get(d, -1) for d in var.dims})
+    _check_uniform(out, url)
     store, opts = _zarr_target(url, storage_options)
     with _translated(url, "write template", storage_options):
         out.to_zarr(

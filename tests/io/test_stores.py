@@ -1,0 +1,277 @@
+"""Zarr stores at local paths and ``file://`` URLs: formats, phased writes, checks, errors.
+
+The same code paths against a real S3 server are in test_s3.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from pydantic import SecretStr
+
+from pipeline import errors, grid
+from pipeline.io import stores
+
+
+def _tb(n_time: int = 10) -> xr.Dataset:
+    """A small M36 cube (time, y, x) with coords, crs and a NaN."""
+    ds = grid.grid_coords("M36", grid.Window(100, 106, 300, 308))
+    ds = ds.assign_coords(time=np.datetime64("2015-04-01") + np.arange(n_time).astype(
+        "timedelta64[D]"))
+    rng = np.random.default_rng(7)
+    tb = (180 + 100 * rng.random((n_time, 6, 8))).astype(np.float32)
+    tb[3, 2, 1] = np.nan
+    ds["tb"] = (("time", "y", "x"), tb, {"units": "K", "grid_mapping": "crs"})
+    ds["n_obs"] = (("time", "y", "x"), rng.integers(0, 5, (n_time, 6, 8)).astype(np.uint8),
+                   {"units": "1", "grid_mapping": "crs"})
+    return ds
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(params=["path", "file"])
+def store(request, tmp_path) -> tuple[str, Path]:
+    """``(url, local path)`` of a new store, as a plain path and as a ``file://`` URL."""
+    path = tmp_path / "s.zarr"
+    return (str(path) if request.param == "path" else f"file://{path}"), path
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_round_trip_with_explicit_format_and_consolidation(store, zarr_format):
+    url, path = store
+    ds = _tb()
+    stores.write_dataset(ds, url, chunks={"time": 5}, zarr_format=zarr_format)
+    if zarr_format == 3:
+        meta = json.loads((path / "zarr.json").read_text())
+        assert meta["zarr_format"] == 3 and "tb" in meta["consolidated_metadata"]["metadata"]
+        assert not (path / ".zgroup").exists()
+    else:
+        assert (path / ".zgroup").exists() and (path / ".zmetadata").exists()
+        assert not (path / "zarr.json").exists()
+    assert stores.store_format(url) == (zarr_format, True)
+    back = stores.open_dataset(url)
+    assert back.tb.chunks == ((5, 5), (6,), (8,))
+    xr.testing.assert_identical(back.load(), ds)
+    assert stores.open_dataset(url, chunks={"time": 10}).tb.chunks[0] == (10,)
+
+
+def test_stale_encoding_is_dropped_on_rewrite(tmp_path):
+    src, dst = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    stores.write_dataset(_tb(), str(src), chunks={"time": 5})
+    opened = stores.open_dataset(str(src))
+    assert opened.tb.encoding["chunks"] == (5, 6, 8)
+    # Rechunking to 4 with the old encoding kept would make xarray refuse (dask chunk 4 vs
+    # encoded Zarr chunk 5); the store must take the new chunks.
+    stores.write_dataset(opened.chunk(time=4), str(dst))
+    assert stores.open_dataset(str(dst)).tb.encoding["chunks"] == (4, 6, 8)
+    xr.testing.assert_identical(stores.open_dataset(str(dst)).load(), _tb())
+
+
+def test_irregular_dask_chunks_are_refused_before_writing(tmp_path):
+    url = str(tmp_path / "irregular.zarr")
+    with pytest.raises(errors.SchemaError, match=r"'tb' dim 'time': dask chunks \[3, 5, 2\]"):
+        stores.write_dataset(_tb().chunk(time=(3, 5, 2)), url)
+    assert not (tmp_path / "irregular.zarr").exists()
+
+
+def test_template_writes_metadata_and_coords_only(store):
+    url, path = store
+    ds = _tb()
+    stores.write_template(ds.chunk(time=1), url, chunks={"time": 5, "y": 3})
+    data_chunks = [k for k in _files(path) if k.startswith(("tb/c", "n_obs/c"))]
+    assert data_chunks == []
+    tmpl = stores.open_dataset(url).load()
+    assert np.isnan(tmpl.tb.values).all()
+    np.testing.assert_array_equal(tmpl.lat.values, ds.lat.values)
+    np.testing.assert_array_equal(tmpl.time.values, ds.time.values)
+    assert tmpl.crs.attrs["epsg_code"] == 6933
+    assert tmpl.tb.encoding["chunks"] == (5, 3, 8)
+
+
+def test_region_parts_reassemble_the_dataset(store):
+    url, _ = store
+    ds = _tb()
+    stores.write_template(ds, url, chunks={"time": 5, "y": 3})
+    # Parts carry the full coords and crs, as a stage would produce them.
+    stores.write_region(ds.isel(time=slice(5, 10), y=slice(3, 6)), url,
+                        {"time": slice(5, 10), "y": slice(3, 6)})
+    partial = stores.open_dataset(url).load()
+    assert np.isnan(partial.tb.values[:5]).all() and np.isnan(partial.tb.values[5:, :3]).all()
+    np.testing.assert_array_equal(partial.tb.values[5:, 3:], ds.tb.values[5:, 3:])
+    for t, y in ((slice(0, 5), slice(0, 6)), (slice(5, 10), slice(0, 3))):
+        stores.write_region(ds.isel(time=t, y=y).chunk(y=3), url, {"time": t, "y": y})
+    stores.finalise(url, {"history": "parts 1-3"})
+    back = stores.open_dataset(url).load()
+    assert back.attrs["history"] == "parts 1-3" and back.attrs["grid"] == "M36"
+    xr.testing.assert_identical(back.drop_attrs(), ds.drop_attrs())
+
+
+def test_region_rewrite_is_idempotent(store):
+    url, path = store
+    ds = _tb()
+    stores.write_template(ds, url, chunks={"time": 5})
+    part = ds.isel(time=slice(0, 5))
+    stores.write_region(part, url, {"time": slice(0, 5)})
+    first = _files(path)
+    stores.write_region(part, url, {"time": slice(0, 5)})
+    assert _files(path) == first
+    np.testing.assert_array_equal(stores.open_dataset(url).tb.values[:5], ds.tb.values[:5])
+
+
+@pytest.mark.parametrize(
+    ("region", "chunks", "boundaries"),
+    [
+        (slice(0, 10), {"time": 3}, "[3, 6, 9]"),   # dask chunks straddle Zarr chunks of 5
+        (slice(2, 7), None, "[2, 7]"),             # region not on Zarr chunk edges
+        (slice(5, 10), {"time": 2}, "[7, 9]"),
+    ],
+)
+def test_misaligned_part_is_refused_before_any_write(tmp_path, region, chunks, boundaries):
+    path = tmp_path / "m.zarr"
+    ds = _tb()
+    stores.write_template(ds, str(path), chunks={"time": 5})
+    before = _files(path)
+    part = ds.isel(time=region)
+    part = part.chunk(chunks) if chunks else part
+    with pytest.raises(errors.SchemaError) as info:
+        stores.write_region(part, str(path), {"time": region})
+    msg = str(info.value)
+    assert str(path) in msg and ("variable 'tb'" in msg or "variable 'n_obs'" in msg)
+    assert "dim 'time'" in msg and boundaries in msg and "Zarr chunk 5" in msg
+    assert "\n" not in msg
+    assert _files(path) == before
+
+
+def test_part_that_does_not_fit_the_store_is_refused(tmp_path):
+    url = str(tmp_path / "f.zarr")
+    ds = _tb()
+    stores.write_template(ds, url, chunks={"time": 5})
+    with pytest.raises(errors.SchemaError, match="coordinate 'time'"):
+        stores.write_region(ds.isel(time=slice(0, 5)), url, {"time": slice(5, 10)})
+    with pytest.raises(errors.SchemaError, match="part has 5 along 'time'"):
+        stores.write_region(ds.isel(time=slice(0, 5)), url, {"time": slice(0, 10)})
+    with pytest.raises(errors.SchemaError, match="not in the store template"):
+        stores.write_region(ds.isel(time=slice(0, 5)).assign(extra=ds.tb[:5] * 2), url,
+                            {"time": slice(0, 5)})
+    with pytest.raises(errors.SchemaError, match="not a dim of the store"):
+        stores.write_region(ds, url, {"band": slice(0, 1)})
+
+
+def test_missing_stores_raise_store_not_found(tmp_path):
+    absent = tmp_path / "absent.zarr"
+    for call in (
+        lambda: stores.open_dataset(str(absent)),
+        lambda: stores.open_dataset(f"file://{absent}"),
+        lambda: stores.finalise(str(absent), {"a": 1}),
+        lambda: stores.write_region(_tb(), str(absent), {"time": slice(0, 10)}),
+        lambda: stores.read_bytes(str(tmp_path / "absent.json")),
+    ):
+        with pytest.raises(errors.StoreNotFound) as info:
+            call()
+        assert "absent" in str(info.value) and "\n" not in str(info.value)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(errors.StoreNotFound, match="holds no Zarr group metadata"):
+        stores.open_dataset(str(tmp_path / "plain"))
+
+
+def test_write_mode_w_minus_refuses_to_overwrite(tmp_path):
+    url = str(tmp_path / "once.zarr")
+    stores.write_dataset(_tb(), url)
+    with pytest.raises(errors.StoreError, match="already exists"):
+        stores.write_dataset(_tb(), url, mode="w-")
+
+
+def test_bytes_and_json_helpers(tmp_path):
+    url = stores.join(f"file://{tmp_path}", "reports", "deep", "r.json")
+    stores.write_json(url, {"b": 1, "a": [1.5, "x"]})
+    assert stores.read_json(url) == {"a": [1.5, "x"], "b": 1}
+    assert stores.exists(url) and not stores.exists(url + ".nope")
+    assert stores.read_bytes(url).startswith(b"{\n  \"a\"")
+    stores.write_bytes(str(tmp_path / "bad.json"), b"{not json")
+    with pytest.raises(errors.InputDataError, match="bad.json: not valid JSON"):
+        stores.read_json(str(tmp_path / "bad.json"))
+
+
+def test_layout_helpers_follow_the_data_contract():
+    root = "s3://bucket/archive/"
+    assert stores.tb_url(root, "gmi") == "s3://bucket/archive/tb/gmi.zarr"
+    assert stores.static_url(root, "N36") == "s3://bucket/archive/static/N36.zarr"
+    assert stores.calibrated_url(root, "amsr2") == "s3://bucket/archive/calibrated/amsr2.zarr"
+    assert stores.truth_url(root, "M25") == "s3://bucket/archive/truth/M25.zarr"
+    assert stores.insitu_url(root, "scan") == "s3://bucket/archive/insitu/scan.zarr"
+    assert stores.towers_url(root, "fluxnet") == "s3://bucket/archive/towers/fluxnet.zarr"
+    assert stores.reports_url("/data/a", "x.csv") == "/data/a/reports/x.csv"
+
+
+# --- credentials ----------------------------------------------------------------------------
+_AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+             "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for var in _AWS_VARS:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def _section(**kw):
+    base = dict(endpoint_url=None, profile=None, region=None, anon=False, key=None, secret=None)
+    return types.SimpleNamespace(**{**base, **kw})
+
+
+def test_storage_options_precedence(clean_env):
+    url = "s3://b/p.zarr"
+    assert stores.storage_options_for("/local/x.zarr") == {}
+    assert stores.storage_options_for("file:///x.zarr", _section(key=SecretStr("k"))) == {}
+    assert stores.storage_options_for(url) == {}
+    clean_env.setenv("AWS_ENDPOINT_URL", "http://env:9000")
+    clean_env.setenv("AWS_ACCESS_KEY_ID", "envkey")
+    clean_env.setenv("AWS_SECRET_ACCESS_KEY", "envsecret")
+    clean_env.setenv("AWS_SESSION_TOKEN", "envtoken")
+    assert stores.storage_options_for(url) == {
+        "endpoint_url": "http://env:9000", "key": "envkey", "secret": "envsecret",
+        "token": "envtoken"}
+    clean_env.setenv("AWS_ENDPOINT_URL_S3", "http://env-s3:9000")
+    assert stores.storage_options_for(url)["endpoint_url"] == "http://env-s3:9000"
+    cfg = _section(endpoint_url="http://cfg:9000", key=SecretStr("ck"), secret=SecretStr("cs"),
+                   region="eu-west-1")
+    assert stores.storage_options_for(url, cfg) == {
+        "endpoint_url": "http://cfg:9000", "key": "ck", "secret": "cs",
+        "client_kwargs": {"region_name": "eu-west-1"}}
+    assert stores.storage_options_for(url, _section(profile="lab")) == {
+        "endpoint_url": "http://env-s3:9000", "profile": "lab"}
+    assert stores.storage_options_for(url, _section(anon=True))["anon"] is True
+    clean_env.delenv("AWS_ACCESS_KEY_ID")
+    clean_env.setenv("AWS_PROFILE", "envprofile")
+    assert stores.storage_options_for(url)["profile"] == "envprofile"
+    with pytest.raises(errors.ConfigError, match="only one of 'key' and 'secret'"):
+        stores.storage_options_for(url, _section(key=SecretStr("only-key")))
+
+
+def test_storage_options_repr_hides_secrets(clean_env):
+    opts = stores.storage_options_for(
+        "s3://b/x", _section(key=SecretStr("AKIDEXAMPLE"), secret=SecretStr("s3cr3t-value")))
+    assert opts["secret"] == "s3cr3t-value"
+    for text in (repr(opts), str(opts), f"{opts}"):
+        assert "s3cr3t-value" not in text and "AKIDEXAMPLE" not in text and "***" in text
+
+
+def test_url_user_info_never_appears_in_errors():
+    for url in ("http://user:hunter2-password@127.0.0.1:9/x.zarr",
+                "s3://user:hunter2-password@bucket/x.zarr"):
+        with pytest.raises(errors.StoreError) as info:
+            stores.open_dataset(url, storage_options={
+                "endpoint_url": "http://127.0.0.1:9",
+                "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}},
+            } if url.startswith("s3") else {})
+        assert "hunter2-password" not in str(info.value) and "\n" not in str(info.value)
