@@ -306,3 +306,43 @@ def apply_array_kernel(
         kwargs={"kernel": kernel, "config": config, "batch": batch, "n_out": n_outputs},
     )
     return out if isinstance(out, tuple) else (out,)
+
+
+# --- soil-moisture LSTM training (appended by the soil-moisture stage-2 graph) ----------------
+def train_lstm(
+    config: dict,
+    norm_stats: dict,
+    train_batches: Callable[[], object],
+    val_batches: Callable[[], object],
+    *,
+    seed: int = 0,
+    learning_rate: float = 1e-3,
+    max_epochs: int = 30,
+    patience: int = 4,
+    log: Callable[[str], None] | None = None,
+):
+    """Train the ``sm_lstm`` model on raw-unit NumPy batches; returns (Bundle, history, best).
+
+    Batches are dicts ``x[b, t, f]`` (raw units, NaN for missing), ``y[b, t]``, ``mask[b, t]``;
+    inputs are normalised here with ``norm_stats`` exactly as inference will do it.
+    """
+    import dataclasses as dc
+
+    from models import checkpoint, lstm
+
+    cfg = lstm.LSTMConfig(**config)
+    norm = normalizer(norm_stats)
+
+    def wrap(batches):
+        def gen():
+            src = batches() if callable(batches) else batches
+            for b in src:
+                yield {"x": norm(b["x"]), "y": np.asarray(b["y"], np.float32),
+                       "mask": np.asarray(b["mask"], bool)}
+        return gen
+
+    res = lstm.fit(cfg, wrap(train_batches), wrap(val_batches), seed=seed,
+                   learning_rate=learning_rate, max_epochs=max_epochs, patience=patience,
+                   log=log)
+    bundle = checkpoint.Bundle("sm_lstm", dc.asdict(cfg), res.params, norm_stats, {})
+    return bundle, res.history, res.best_epoch

@@ -1,0 +1,537 @@
+"""Soil moisture stage 2: LSTM training, per-sensor harmonisation, fusion and validation.
+
+Example::
+
+    tbcube sm train     --root demo-output/transect-m25
+    tbcube sm harmonise --root demo-output/transect-m25
+    tbcube sm fuse      --root demo-output/transect-m25
+    tbcube sm validate  --root demo-output/transect-m25
+
+Inputs: ``calibrated/{sensor}.zarr`` (``tbcube calibrate apply``), ``static/{grid}.zarr`` and the
+SMAP physical product ``sm-smap-{grid}-v1`` (``tbcube sm retrieve``).
+
+**Training** (science.md §3.5): one LSTM for all four sensors (their TB are on one calibrated
+scale) on the sensors that overlap SMAP (AMSR2, GMI).  Data are held out by year
+(``test_year``) and by cell (every ``holdout_every``-th cell); early stopping uses a random
+validation share of the remaining windows.  Windows stream from the Zarr stores one spatial
+tile at a time through a shuffle buffer, so the archive is never all in memory.
+
+**Harmonisation**: the model runs over each sensor's whole record in pencil chunks (whole time
+axis per pixel; one load and compile per worker), and the product keeps the days the sensor
+observed.  **Fusion**: triple-collocation error variances where a triplet overlaps, validation
+error otherwise, inverse-variance weights.  **Validation**: R, bias, RMSD, ubRMSD against
+stations (per station, network and sensor epoch) and against the simulator truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from pipeline import apply, dims, errors, fuse, grid, harmonise, metrics, schema, sensors
+from pipeline.io import publish, stores
+
+HARMONISED_SENSORS = ("tmi", "amsre", "amsr2", "gmi")
+TRAIN_SENSORS = ("amsr2", "gmi")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """LSTM training settings (science.md §3.5 lists typical values; the paper's are [NF])."""
+
+    window_days: int = 60
+    stride_days: int = 15
+    batch: int = 64
+    hidden: int = 32
+    num_layers: int = 1
+    dropout: float = 0.1
+    learning_rate: float = 3e-3
+    max_epochs: int = 30
+    patience: int = 4
+    test_year: int = 2018
+    holdout_every: int = 5
+    val_share: float = 0.15
+    min_valid_targets: int = 5
+    tile_rows: int = 32
+    seed: int = 0
+
+
+def _grid_name(ds: xr.Dataset) -> str:
+    return str(ds.attrs["grid"]).lower()
+
+
+def product_id(kind: str, grid_name: str) -> str:
+    """``sm-{kind}-{grid}-v1`` (kind: smap, tmi, amsre, amsr2, gmi, fused)."""
+    return f"sm-{kind}-{grid_name.lower()}-v1"
+
+
+def _static(root: str, storage_options) -> xr.Dataset:
+    for g in grid.GRIDS:
+        u = stores.static_url(root, g)
+        if stores.exists(u, storage_options):
+            return stores.open_dataset(u, storage_options=storage_options)
+    raise errors.StoreNotFound(f"{root}: no static/{{grid}}.zarr store")
+
+
+def _calibrated(root: str, sensor: str, storage_options) -> xr.Dataset | None:
+    u = stores.calibrated_url(root, sensor)
+    return stores.open_dataset(u, storage_options=storage_options) if stores.exists(
+        u, storage_options) else None
+
+
+def holdout_cells(ny: int, nx: int, every: int) -> np.ndarray:
+    """Boolean (y, x): cells held out of training (a fixed lattice, every ``every``-th cell)."""
+    idx = np.arange(ny * nx).reshape(ny, nx)
+    return (idx % every) == (every // 2)
+
+
+# --- streamed training windows ---------------------------------------------------------------
+def _tile_windows(x: np.ndarray, y: np.ndarray, observed: np.ndarray, settings: TrainSettings
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut (pixel, time, feature) series into windows with enough valid targets."""
+    w, s = settings.window_days, settings.stride_days
+    xs, ys, ms = [], [], []
+    n_time = x.shape[1]
+    for t0 in range(0, max(n_time - w + 1, 1), s):
+        xw, yw = x[:, t0:t0 + w], y[:, t0:t0 + w]
+        mw = np.isfinite(yw) & observed[:, t0:t0 + w]
+        if xw.shape[1] < w:
+            continue
+        keep = mw.sum(1) >= settings.min_valid_targets
+        xs.append(xw[keep])
+        ys.append(np.nan_to_num(yw[keep]))
+        ms.append(mw[keep])
+    if not xs:
+        f = x.shape[-1]
+        return np.zeros((0, w, f), np.float32), np.zeros((0, w), np.float32), np.zeros((0, w), bool)
+    return (np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32),
+            np.concatenate(ms))
+
+
+def windows_url(root: str, part: str, k: int) -> str:
+    """Sample-major training shard ``{root}/training/sm-lstm/{part}-{k:04d}.zarr``."""
+    return stores.join(root, "training", "sm-lstm", f"{part}-{k:04d}.zarr")
+
+
+def write_training_shards(feats: dict[str, xr.DataArray], tgt: xr.DataArray,
+                          cell_mask: np.ndarray, time_mask: np.ndarray,
+                          settings: TrainSettings, root: str, storage_options=None
+                          ) -> dict[str, list[str]]:
+    """Cut training windows one spatial tile at a time and write them as sample-major shards.
+
+    Only one tile's features are ever in memory.  Each window goes to the ``val`` part with
+    probability ``val_share`` (seeded), to ``train`` otherwise.
+
+    Returns:
+      ``{"train": [urls], "val": [urls]}``.
+    """
+    rng = np.random.default_rng(settings.seed)
+    names = list(harmonise.feature_names())
+    obs_i = names.index("observed")
+    rows = tgt.sizes[dims.Y]
+    tr = settings.tile_rows
+    urls: dict[str, list[str]] = {"train": [], "val": []}
+    k = 0
+    for fa in feats.values():
+        for r0 in range(0, rows, tr):
+            sl = {dims.Y: slice(r0, r0 + tr), dims.TIME: time_mask}
+            f = fa.isel(sl).load()
+            t = tgt.isel(sl).load()
+            x = f.transpose(dims.PASS, dims.Y, dims.X, dims.TIME, dims.FEATURE).values
+            obs = x[..., obs_i] > 0.5
+            yv = np.broadcast_to(t.transpose(dims.Y, dims.X, dims.TIME).values[None],
+                                 x.shape[:-1])
+            sel = np.broadcast_to(cell_mask[r0:r0 + tr][None], x.shape[:3]).reshape(-1)
+
+            def flat(a):
+                return a.reshape((-1,) + a.shape[3:])
+
+            xw, yw, mw = _tile_windows(flat(x)[sel], flat(yv)[sel], flat(obs)[sel], settings)
+            if not len(xw):
+                continue
+            is_val = rng.random(len(xw)) < settings.val_share
+            for part, take in (("train", ~is_val), ("val", is_val)):
+                if not take.any():
+                    continue
+                ds = xr.Dataset({
+                    "x": (("sample", dims.TIME, dims.FEATURE), xw[take]),
+                    "y": (("sample", dims.TIME), yw[take]),
+                    "mask": (("sample", dims.TIME), mw[take]),
+                }, coords={dims.FEATURE: names})
+                url = windows_url(root, part, k)
+                stores.write_dataset(ds, url, storage_options=storage_options)
+                urls[part].append(url)
+            k += 1
+    return urls
+
+
+class ShardStream:
+    """Re-iterable batches streamed from sample-major shards (shuffled shards and samples).
+
+    Fixed batch shape (so the training step compiles once); the incomplete tail is dropped.
+    """
+
+    def __init__(self, urls: list[str], batch: int, seed: int, storage_options=None,
+                 shuffle: bool = True):
+        self.urls, self.batch, self.seed = urls, batch, seed
+        self.storage_options, self.shuffle, self.epoch = storage_options, shuffle, 0
+
+    def __call__(self) -> Iterator[dict]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        self.epoch += 1
+        order = rng.permutation(len(self.urls)) if self.shuffle else range(len(self.urls))
+        buf: list[xr.Dataset] = []
+        for i in order:
+            buf.append(stores.open_dataset(self.urls[i],
+                                           storage_options=self.storage_options).load())
+            if sum(b.sizes["sample"] for b in buf) >= 4 * self.batch:
+                yield from self._drain(buf, rng)
+        yield from self._drain(buf, rng)
+
+    def _drain(self, buf, rng) -> Iterator[dict]:
+        if not buf:
+            return
+        ds = xr.concat(buf, dim="sample")
+        buf.clear()
+        idx = rng.permutation(ds.sizes["sample"]) if self.shuffle else np.arange(
+            ds.sizes["sample"])
+        x, y, m = ds["x"].values, ds["y"].values, ds["mask"].values
+        full = len(idx) // self.batch
+        for i in range(full):
+            j = idx[i * self.batch:(i + 1) * self.batch]
+            yield {"x": x[j], "y": y[j], "mask": m[j]}
+        rest = idx[full * self.batch:]
+        if len(rest):
+            buf.append(ds.isel(sample=rest))
+
+
+def _norm_stats(stream: ShardStream, n_batches: int = 40) -> dict:
+    xs = []
+    for i, b in enumerate(stream()):
+        xs.append(b["x"].reshape(-1, b["x"].shape[-1]))
+        if i + 1 >= n_batches:
+            break
+    if not xs:
+        raise errors.InputDataError("no training windows: the calibrated sensors and the SMAP "
+                                    "product do not overlap with enough valid days")
+    x = np.concatenate(xs)
+    mean = np.nanmean(x, 0)
+    std = np.maximum(np.nanstd(x, 0), 1e-6)
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
+def model_url(root: str) -> str:
+    """Where the trained LSTM bundle is written (``{sha12}`` filled in on save)."""
+    return stores.join(root, "models", "sm-lstm-{sha12}.ckpt")
+
+
+def train(root: str, settings: TrainSettings = TrainSettings(), *,
+          storage_options: Mapping[str, Any] | None = None,
+          progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Train the LSTM on the SMAP overlap; write the bundle and ``reports/sm-train.json``."""
+    static = _static(root, storage_options)
+    smap = publish.open_product(root, product_id("smap", _grid_name(static)), storage_options)
+    tgt = harmonise.target(smap)
+    feats = {}
+    for s in TRAIN_SENSORS:
+        cal = _calibrated(root, s, storage_options)
+        if cal is None:
+            continue
+        common = np.intersect1d(cal[dims.TIME].values, tgt[dims.TIME].values)
+        feats[s] = harmonise.features(cal.sel({dims.TIME: common}), static, s)
+    if not feats:
+        raise errors.StoreNotFound(f"{root}: no calibrated AMSR2 or GMI store overlapping SMAP; "
+                                   "run `tbcube calibrate apply` first")
+    t_all = np.unique(np.concatenate([f[dims.TIME].values for f in feats.values()]))
+    feats = {s: f.reindex({dims.TIME: t_all}) for s, f in feats.items()}
+    tgt = tgt.reindex({dims.TIME: t_all})
+    years = xr.DataArray(t_all, dims=dims.TIME).dt.year
+    ny, nx = tgt.sizes[dims.Y], tgt.sizes[dims.X]
+    held = holdout_cells(ny, nx, settings.holdout_every)
+    train_time = years != settings.test_year
+    progress("cutting training windows (one tile at a time) into sample-major shards")
+    shards = write_training_shards(feats, tgt, ~held, train_time.values, settings, root,
+                                   storage_options)
+    stream = ShardStream(shards["train"], settings.batch, settings.seed, storage_options)
+    val = ShardStream(shards["val"], settings.batch, settings.seed, storage_options,
+                      shuffle=False)
+    stats = _norm_stats(stream)
+    observed_idx = harmonise.feature_names().index("observed")
+    stats["mean"][observed_idx], stats["std"][observed_idx] = 0.0, 1.0
+    target_vals = tgt.where(xr.DataArray(~held, dims=(dims.Y, dims.X))).values
+    cfg = {"n_features": len(harmonise.feature_names()), "hidden": settings.hidden,
+           "num_layers": settings.num_layers, "dropout": settings.dropout,
+           "target_mean": float(np.nanmean(target_vals)),
+           "target_std": float(max(np.nanstd(target_vals), 1e-3))}
+    progress(f"training LSTM on {', '.join(feats)} (held out: year {settings.test_year}, "
+             f"{int(held.sum())} of {held.size} cells)")
+    bundle, history, best = apply.train_lstm(cfg, stats, stream, val,
+                                             seed=settings.seed,
+                                             learning_rate=settings.learning_rate,
+                                             max_epochs=settings.max_epochs,
+                                             patience=settings.patience, log=progress)
+    ref = apply.save_bundle(bundle, model_url(root), storage_options)
+    report = {"root": root, "model": {"uri": ref.uri, "sha256": ref.sha256, "config": cfg},
+              "train_sensors": list(feats), "test_year": settings.test_year,
+              "training_shards": {k: len(v) for k, v in shards.items()},
+              "holdout_cells": int(held.sum()), "epochs": len(history), "best_epoch": best,
+              "history": history, "settings": dataclasses.asdict(settings)}
+    stores.write_json(stores.reports_url(root, "sm-train.json"), report, storage_options)
+    _register_model(root, ref, cfg, storage_options)
+    return report
+
+
+def _register_model(root, ref, cfg, storage_options) -> None:
+    try:
+        from pipeline.io import catalog
+    except ImportError:  # pragma: no cover - the catalog module ships with tbcube
+        return
+    catalog.register_model(root, "sm-lstm", ref.uri, ref.sha256, config=cfg,
+                           storage_options=storage_options)
+
+
+def latest_model(root: str, storage_options=None) -> apply.ModelRef:
+    """The model recorded by the last ``sm train`` report."""
+    url = stores.reports_url(root, "sm-train.json")
+    if not stores.exists(url, storage_options):
+        raise errors.StoreNotFound(f"{root}: no trained LSTM (reports/sm-train.json); "
+                                   "run `tbcube sm train` first")
+    m = stores.read_json(url, storage_options)["model"]
+    return apply.ModelRef(m["uri"], m["sha256"])
+
+
+# --- harmonisation -----------------------------------------------------------------------------
+def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.ModelRef, *,
+               tile: int = dims.PENCIL_TILE, resources: dict | None = None) -> xr.Dataset:
+    """Lazy harmonised product of one sensor (time, pass, y, x), on the days it observed."""
+    feats = harmonise.features(cal, static, sensor)
+    feats = feats.chunk({dims.TIME: -1, dims.PASS: 1, dims.Y: tile, dims.X: tile,
+                         dims.FEATURE: -1})
+    sm = apply.apply_sequence_model(feats, ref, resources=resources)
+    sm = sm.transpose(dims.TIME, dims.PASS, dims.Y, dims.X)
+    observed = feats.sel({dims.FEATURE: "observed"}, drop=True) > 0.5
+    sm = sm.where(observed).clip(0.0, 1.0)
+    coords = grid.grid_coords(cal.attrs["grid"], grid.Window.parse(cal.attrs["grid_window"]))
+    out = xr.Dataset({dims.SOIL_MOISTURE: sm.astype(np.float32).assign_attrs(
+        units="m3 m-3", long_name=f"soil moisture harmonised to SMAP from {sensor} TB",
+        standard_name="volume_fraction_of_condensed_water_in_soil", grid_mapping=dims.CRS)})
+    out = out.assign_coords({dims.LAT: coords[dims.LAT], dims.LON: coords[dims.LON]})
+    out[dims.CRS] = coords[dims.CRS]
+    out.attrs = {"grid": cal.attrs["grid"], "grid_window": cal.attrs["grid_window"],
+                 "sensor": sensor, "model_sha256": ref.sha256, "Conventions": "CF-1.10",
+                 "title": f"tbcube harmonised soil moisture ({sensor})"}
+    return out
+
+
+def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
+                  resources: dict | None = None,
+                  progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Harmonise every calibrated sensor's whole record; publish ``sm-{sensor}-{grid}-v1``."""
+    ref = latest_model(root, storage_options)
+    static = _static(root, storage_options)
+    g = _grid_name(static)
+    urls = {}
+    for s in HARMONISED_SENSORS:
+        cal = _calibrated(root, s, storage_options)
+        if cal is None:
+            continue
+        progress(f"harmonising {s} ({cal.sizes[dims.TIME]} days)")
+        ds = harmonised(cal, static, s, ref, resources=resources)
+        urls[s] = publish.publish_dataset(ds, root, product_id(s, g), spec=schema.SM_HARMONISED,
+                                          storage_options=storage_options,
+                                          provenance={"model_sha256": ref.sha256})
+    report = {"root": root, "model_sha256": ref.sha256, "products": urls}
+    stores.write_json(stores.reports_url(root, "sm-harmonise.json"), report, storage_options)
+    return report
+
+
+# --- fusion ----------------------------------------------------------------------------------
+def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
+             progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Fuse the harmonised sensors (+ SMAP) into ``sm-fused-{grid}-v1``."""
+    static = _static(root, storage_options)
+    g = _grid_name(static)
+    sources = {}
+    for s in HARMONISED_SENSORS + ("smap",):
+        try:
+            sources[s] = publish.open_product(root, product_id(s, g), storage_options)[
+                dims.SOIL_MOISTURE]
+        except errors.TbcubeError:
+            continue
+    if len(sources) < 1:
+        raise errors.StoreNotFound(f"{root}: no harmonised products; run `tbcube sm harmonise`")
+    progress(f"fusing {', '.join(sources)}")
+    stack = fuse.stack_sources(sources).chunk({dims.SENSOR: -1, dims.TIME: -1,
+                                               dims.Y: dims.PENCIL_TILE, dims.X: -1})
+    fallback = _fallback_error_variance(root, storage_options)
+    ev = fuse.tc_error_variance(stack, fallback=fallback).load()
+    land = static["land_fraction"] > 0.5
+    fused = fuse.fuse_sensors(stack, ev["err_var"], land.load())
+    coords = grid.grid_coords(static.attrs["grid"], grid.Window.parse(static.attrs["grid_window"]))
+    fused = fused.assign_coords({dims.LAT: coords[dims.LAT], dims.LON: coords[dims.LON]})
+    for v in fused.data_vars:
+        if dims.Y in fused[v].dims:
+            fused[v].attrs["grid_mapping"] = dims.CRS
+    fused[dims.CRS] = coords[dims.CRS]
+    fused.attrs = {"grid": static.attrs["grid"], "grid_window": static.attrs["grid_window"],
+                   "sources": ",".join(sources), "Conventions": "CF-1.10",
+                   "title": "tbcube fused daily soil moisture"}
+    url = publish.publish_dataset(fused.chunk({dims.TIME: 366}), root, product_id("fused", g),
+                                  spec=schema.SM_FUSED, storage_options=storage_options)
+    out = publish.open_product(root, product_id("fused", g), storage_options)
+    n_active = stack.notnull().any((dims.Y, dims.X)).sum(dims.SENSOR).load()
+    cov = out[dims.LAND_COVERAGE].load()
+    multi = cov.where(n_active.reindex_like(cov) >= 2)
+    report = {
+        "root": root, "product": url, "sources": list(sources),
+        "error_std_median": {s: _f(np.sqrt(ev["err_var"].sel({dims.SENSOR: s}).median()))
+                             for s in sources},
+        "error_variance_origin": {s: {"triple_collocation": int((ev["err_var_source"].sel(
+            {dims.SENSOR: s}) == 1).sum()), "fallback": int((ev["err_var_source"].sel(
+                {dims.SENSOR: s}) == 2).sum())} for s in sources},
+        "land_coverage": {"mean": _f(cov.mean()),
+                          "min_when_2plus_sensors": _f(multi.min()),
+                          "days_2plus_sensors": int(multi.notnull().sum()),
+                          "days_2plus_below_0.8": int((multi < 0.8).sum())},
+        "handovers": fuse.handover_diagnostics(out[dims.SOIL_MOISTURE].mean((dims.Y, dims.X))),
+    }
+    stores.write_json(stores.reports_url(root, "sm-fuse.json"), report, storage_options)
+    return report
+
+
+def _fallback_error_variance(root, storage_options) -> dict[str, float]:
+    """ubRMSD² of each harmonised sensor against the SMAP target on held-out data."""
+    url = stores.reports_url(root, "sm-validation.json")
+    if not stores.exists(url, storage_options):
+        return {}
+    rep = stores.read_json(url, storage_options)
+    out = {}
+    for s, d in rep.get("against_smap_heldout", {}).items():
+        if d.get("ubrmsd") is not None:
+            out[s] = float(d["ubrmsd"]) ** 2
+    return out
+
+
+def _f(x) -> float | None:
+    v = float(x)
+    return None if not np.isfinite(v) else round(v, 5)
+
+
+# --- validation ------------------------------------------------------------------------------
+def _score(est: xr.DataArray, ref: xr.DataArray, dim) -> dict[str, float | None]:
+    return {"n": int(metrics.n_pairs(est, ref, dim)), "r": _f(metrics.pearson_r(est, ref, dim)),
+            "bias": _f(metrics.bias(est, ref, dim)), "rmsd": _f(metrics.rmsd(est, ref, dim)),
+            "ubrmsd": _f(metrics.ubrmsd(est, ref, dim))}
+
+
+def validate(root: str, settings: TrainSettings = TrainSettings(), *,
+             storage_options: Mapping[str, Any] | None = None,
+             progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Score every soil-moisture product against truth, SMAP (held out) and stations."""
+    static = _static(root, storage_options)
+    g = _grid_name(static)
+    ny, nx = static.sizes[dims.Y], static.sizes[dims.X]
+    held = xr.DataArray(holdout_cells(ny, nx, settings.holdout_every), dims=(dims.Y, dims.X))
+    truth = None
+    tu = stores.truth_url(root, static.attrs["grid"])
+    if stores.exists(tu, storage_options):
+        truth = stores.open_dataset(tu, storage_options=storage_options)[dims.SOIL_MOISTURE]
+    products = {}
+    for s in HARMONISED_SENSORS + ("smap", "fused"):
+        try:
+            products[s] = publish.open_product(root, product_id(s, g), storage_options)[
+                dims.SOIL_MOISTURE]
+        except errors.TbcubeError:
+            continue
+    smap_t = None
+    if "smap" in products:
+        smap_t = harmonise.target(publish.open_product(root, product_id("smap", g),
+                                                       storage_options))
+    report: dict[str, Any] = {"root": root, "test_year": settings.test_year,
+                              "heldout_cells": int(held.sum()),
+                              "against_truth_unseen": {}, "against_smap_heldout": {},
+                              "stations": {}}
+    for s, sm in products.items():
+        progress(f"validating {s}")
+        daily = fuse.daily_mean_of_passes(sm).load()
+        years = daily[dims.TIME].dt.year
+        unseen = held | (years == settings.test_year)
+        if truth is not None:
+            tr = fuse.daily_mean_of_passes(truth).reindex_like(daily).load()
+            report["against_truth_unseen"][s] = _score(daily.where(unseen), tr.where(unseen),
+                                                       (dims.TIME, dims.Y, dims.X))
+        if smap_t is not None and s not in ("smap", "fused"):
+            tg = smap_t.reindex_like(daily).load()
+            report["against_smap_heldout"][s] = _score(daily.where(unseen), tg.where(unseen),
+                                                       (dims.TIME, dims.Y, dims.X))
+        report["stations"][s] = _station_scores(root, daily, static, storage_options)
+    if "fused" in report["against_truth_unseen"]:
+        singles = {k: v["ubrmsd"] for k, v in report["against_truth_unseen"].items()
+                   if k in HARMONISED_SENSORS and v["ubrmsd"] is not None}
+        report["fused_beats_every_sensor"] = bool(singles) and all(
+            report["against_truth_unseen"]["fused"]["ubrmsd"] < v for v in singles.values())
+    stores.write_json(stores.reports_url(root, "sm-validation.json"), report, storage_options)
+    return report
+
+
+def _station_scores(root, daily: xr.DataArray, static: xr.Dataset, storage_options
+                    ) -> dict[str, Any]:
+    """Per-station and per-network scores of a daily product against in-situ soil moisture."""
+    out: dict[str, Any] = {}
+    g, w = grid.window_from_attrs(static.attrs)
+    insitu_dir = stores.join(root, "insitu")
+    if not stores.exists(insitu_dir, storage_options):
+        return out
+    from pipeline.simulate import INSITU_NETWORK  # the simulator's network name
+
+    for net in (INSITU_NETWORK,):
+        u = stores.insitu_url(root, net)
+        if not stores.exists(u, storage_options):
+            continue
+        st = stores.open_dataset(u, storage_options=storage_options)
+        sm = st[dims.SOIL_MOISTURE].resample({dims.TIME: "1D"}).mean().load()
+        rows, cols = grid.latlon_to_rowcol(g, st[dims.LAT].values, st[dims.LON].values)
+        per = {}
+        pairs_e, pairs_r = [], []
+        for k, sid in enumerate(st[dims.STATION].values):
+            r, c = rows[k] - w.row0, cols[k] - w.col0
+            if not (0 <= r < w.shape[0] and 0 <= c < w.shape[1]):
+                continue
+            est = daily.isel({dims.Y: r, dims.X: c}, drop=True)
+            ref = sm.sel({dims.STATION: sid}, drop=True).reindex_like(est)
+            per[str(sid)] = _score(est, ref, dims.TIME)
+            pairs_e.append(est)
+            pairs_r.append(ref)
+        if per:
+            e = xr.concat(pairs_e, dim=dims.STATION)
+            r_ = xr.concat(pairs_r, dim=dims.STATION)
+            ub = [v["ubrmsd"] for v in per.values() if v["ubrmsd"] is not None]
+            out[net] = {"stations": per, "pooled": _score(e, r_, (dims.STATION, dims.TIME)),
+                        "median_station_ubrmsd": _f(np.median(ub)) if ub else None}
+    return out
+
+
+def epochs(start: str, end: str) -> dict[str, tuple[str, str]]:
+    """Sensor epochs (periods with a fixed set of operating sensors) within [start, end]."""
+    names = HARMONISED_SENSORS
+    days = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
+    keys = ["+".join(s for s in names if sensors.get(s).operating(d)) or "none" for d in days]
+    out: dict[str, tuple[str, str]] = {}
+    i = 0
+    while i < len(days):
+        j = i
+        while j + 1 < len(days) and keys[j + 1] == keys[i]:
+            j += 1
+        out[f"{keys[i]} {str(days[i])}"] = (str(days[i]), str(days[j]))
+        i = j + 1
+    return out
+
+
+def dumps(report: dict) -> str:
+    """Pretty JSON for the CLI."""
+    return json.dumps(report, indent=1, default=str)
