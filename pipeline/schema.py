@@ -664,7 +664,8 @@ def tb_template(
         "sensor": s.name,
         "platform": s.platform,
         "incidence_angle_deg": float(s.incidence_angle_deg),
-        "title": title or f"{s.platform} {s.name.upper()} brightness temperatures",
+        "title": title or f"{s.platform} {s.name.upper()} brightness temperatures".replace(
+            f"{s.name.upper()} {s.name.upper()}", s.name.upper()),
         "source": source,
         "history": history,
     })
