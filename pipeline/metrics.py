@@ -39,6 +39,7 @@ __all__ = [
     "accuracy",
     "bias",
     "confusion_counts",
+    "detrended_differences",
     "n_pairs",
     "pearson_r",
     "rmsd",
@@ -113,8 +114,8 @@ def pearson_r(x: xr.DataArray, y: xr.DataArray, dim: Dim) -> xr.DataArray:
     return r.clip(-1.0, 1.0).rename("r")
 
 
-def ubrmsd_detrended(x: xr.DataArray, y: xr.DataArray, dim: Hashable) -> xr.DataArray:
-    """RMSD of linearly detrended series: the "ubRMSE" of ``pyl4c`` ``report_fit_stats``.
+def detrended_differences(x: xr.DataArray, y: xr.DataArray, dim: Hashable) -> xr.DataArray:
+    """Difference of the linearly detrended series along ``dim`` (NaN where no pair).
 
     Each series is detrended on its own by ordinary least squares against the position index
     ``t = 0 … T-1`` along ``dim``; positions without a pair are filled with the series' mean
@@ -122,19 +123,12 @@ def ubrmsd_detrended(x: xr.DataArray, y: xr.DataArray, dim: Hashable) -> xr.Data
 
       slope = Σ_valid (t − t̄)(v − v̄) / Σ_all (t − t̄)²,   residual = v − v̄ − slope·(t − t̄)
 
-    with t̄ the mean over all T positions and v̄ the mean over the pairs.  The metric is the RMSD
-    between the two residual series over the pairs.  It differs from :func:`ubrmsd` (means only)
-    whenever the error drifts along ``dim``.
-
-    Args:
-      x, y: Estimate and reference; must share ``dim`` (one dimension, usually time).
-      dim: The single dimension along which to detrend and reduce.
-
-    Returns:
-      The detrended RMSD over the remaining dims, units of x.
+    with t̄ the mean over all T positions and v̄ the mean over the pairs.  RMS of the result over
+    ``dim`` is :func:`ubrmsd_detrended`; pooling it over more dims (e.g. sites) gives a pooled
+    detrended ubRMSD with every series detrended on its own.
     """
     if not isinstance(dim, str) and isinstance(dim, Sequence):
-        raise ValueError("ubrmsd_detrended detrends along one dimension; got a sequence")
+        raise ValueError("detrending works along one dimension; got a sequence")
     xp, yp = _paired(_float(x), _float(y))
     size = xp.sizes[dim]
     t = xr.DataArray(np.arange(size, dtype=np.float64), dims=(dim,))
@@ -146,7 +140,24 @@ def ubrmsd_detrended(x: xr.DataArray, y: xr.DataArray, dim: Hashable) -> xr.Data
     dy = yp - yp.mean(dim)
     slope_x = (tc * dx).sum(dim) / stt
     slope_y = (tc * dy).sum(dim) / stt
-    d = (dx - slope_x * tc) - (dy - slope_y * tc)
+    return (dx - slope_x * tc) - (dy - slope_y * tc)
+
+
+def ubrmsd_detrended(x: xr.DataArray, y: xr.DataArray, dim: Hashable) -> xr.DataArray:
+    """RMSD of linearly detrended series: the "ubRMSE" of ``pyl4c`` ``report_fit_stats``.
+
+    See :func:`detrended_differences` for the detrending (OLS on the position index along
+    ``dim``, one series at a time).  It differs from :func:`ubrmsd` (means only) whenever the
+    error drifts along ``dim``.
+
+    Args:
+      x, y: Estimate and reference; must share ``dim`` (one dimension, usually time).
+      dim: The single dimension along which to detrend and reduce.
+
+    Returns:
+      The detrended RMSD over the remaining dims, units of x.
+    """
+    d = detrended_differences(x, y, dim)
     return np.sqrt((d**2).mean(dim)).rename("ubrmsd_detrended")
 
 
