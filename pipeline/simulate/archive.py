@@ -165,7 +165,7 @@ def _scenes(spec: ArchiveSpec, surf: Surface, w: Weather, ti, ci, hour, rain_now
         "t_soil": st.t_soil, "t_surface": st.t_surface, "t_air": st.t_air,
         "t_air_mean": w.t_air[ti, ci], "tau_l": tau_l, "omega_l": cls.class_param("omega")[lc],
         "vod_pol": cls.class_param("vod_pol")[lc], "h": cls.class_param("h")[lc],
-        "swe": w.swe[ti, ci], "snow_wetness": st.snow_wetness, "pond": w.pond[ti, ci],
+        "swe": w.swe[ti, ci], "snow_wetness": st.snow_wetness, "pond": st.pond_liquid,
         "water_fraction": surf.water_fraction[ci],
         "lake_ice_fraction": np.clip(w.lake_ice_m[ti, ci] / 0.1, 0.0, 1.0),
         "lake_ice_m": w.lake_ice_m[ti, ci], "t_lake": w.t_lake[ti, ci],

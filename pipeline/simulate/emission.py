@@ -10,8 +10,9 @@ channels, the physics below; the dielectric and tau-omega pieces come from :mod:
    L-band and ``roughness_q_high`` at ≥ 5 GHz, ``N = 2``.
 2. Snow on the ground refracts (ε_snow = 1 + 1.6ρ + 1.86ρ³): the soil is seen at the refracted
    angle with permittivity ε_soil/ε_snow, which lowers r_H (dry snow raises L-band TBh a little).
-3. Meltwater ponds (area fraction from :mod:`weather`) have the Fresnel reflectivity of 0 °C water:
-   ponding on frozen/saturated ground lowers TBh (the NPR spike at snowmelt).
+3. Meltwater ponds (liquid area fraction from :mod:`weather`, ≤ 0.2) are exposed smooth 0 °C
+   water beside the snow-covered ground: ponding on frozen/saturated ground lowers TBh (the NPR
+   spike at snowmelt that makes NPR thresholding report thaw too early).
 4. Snow layer: volume scattering optical depth κ₃₇ (f/37)^x · SWE of dry snow, albedo falling
    above 37 GHz; liquid water absorbs (α ∝ f^0.9 × wetness × top 30 mm SWE).  TB = TB_below γ +
    T_snow (1 − ω_s)(1 − γ): dry snow lowers 36/89 GHz TB with SWE, wet snow raises TB toward
@@ -86,12 +87,12 @@ def _kernel(fm: ForwardModel, freq, pol_v, inc_deg, x):
     q = jnp.where(high, fm.roughness_q_high, 0.0)
     rh, rv = tau_omega.rough_reflectivity(rh, rv, g["h"] + fm.frozen_h_extra * fi, q,
                                           fm.roughness_n, inc_g)
-    eps_w0 = dielectric.water(f, T0 + 0.5, 0.0)
-    rh_p, rv_p = tau_omega.fresnel(eps_w0 / nr, inc_g)
-    p = g["pond"]
-    r_ground = (1.0 - p) * pick(rh, rv) + p * pick(rh_p, rv_p)
+    r_ground = pick(rh, rv)
     t_ground = jnp.where(high, g["t_surface"], g["t_soil"])
     tb_ground = (1.0 - r_ground) * t_ground
+    # exposed meltwater (on the snow or on bare frozen ground): smooth 0 °C water, not refracted
+    rh_p, rv_p = tau_omega.fresnel(dielectric.water(f, T0 + 0.5, 0.0), inc)
+    tb_pond = (1.0 - pick(rh_p, rv_p)) * (T0 + 0.5)
 
     # --- snow layer ----------------------------------------------------------------------------
     def snow_layer(tb_below):
@@ -109,7 +110,8 @@ def _kernel(fm: ForwardModel, freq, pol_v, inc_deg, x):
         t_snow = jnp.minimum(g["t_surface"], T0)
         return tb_below * gamma + t_snow * (1.0 - omega_s) * (1.0 - gamma)
 
-    tb_surf = snow_layer(tb_ground)
+    p = g["pond"]
+    tb_surf = (1.0 - p) * snow_layer(tb_ground) + p * tb_pond
 
     # --- canopy ----------------------------------------------------------------------------------
     t_ref = jnp.maximum(t_ground, 150.0)

@@ -17,7 +17,7 @@ Daily step (local solar days), vectorised over cells:
   thawed, exponential drydown (5–20 days) towards a residual; frozen soil keeps its water as ice.
   Liquid water = total × (1 − ice fraction) + residual unfrozen water.
 * Meltwater ponding: melt and rain on frozen or saturated soil collect as ponds (area fraction up
-  to 0.3) that drain once the soil thaws.
+  to 0.2, liquid only above −2 °C) that drain once the soil thaws.
 * Lakes: surface temperature relaxes to air temperature (0.06 d⁻¹); ice grows by Stefan's law
   and melts by degree days, so ice-on and ice-off lag the air temperature.
 * Vegetation phenology: a logistic function of the 30-day running-mean air temperature.
@@ -78,7 +78,7 @@ class Weather:
     latent: np.ndarray  # latent-heat capacity L = 134 θ [K]
     theta: np.ndarray  # total soil water (liquid + ice) [m3 m-3]
     soil_amp: np.ndarray  # diurnal half-range of soil temperature at 5 cm [K]
-    pond: np.ndarray  # ponded meltwater area fraction (0–0.3)
+    pond: np.ndarray  # ponded meltwater area fraction (0–0.2)
     lake_ice_m: np.ndarray  # lake ice thickness [m]
     t_lake: np.ndarray  # lake surface temperature [K]
     phenology: np.ndarray  # 0–1
@@ -211,7 +211,7 @@ def simulate_weather(
         out["enthalpy"][i] = h
         out["latent"][i] = lat_cap
         out["theta"][i] = theta
-        out["pond"][i] = np.clip(pond_mm / 40.0 * 0.3, 0.0, 0.3)
+        out["pond"][i] = np.clip(pond_mm / 60.0 * 0.2, 0.0, 0.2)
         out["ice"][i] = ice
         out["t_lake"][i] = t_lake
         out["soil_amp"][i] = 0.45 * np.exp(-depth_m / 0.05)
@@ -262,6 +262,7 @@ class HourState:
     sm_total: np.ndarray  # m3 m-3
     snow_wetness: np.ndarray  # 0–1
     canopy_frozen: np.ndarray  # bool
+    pond_liquid: np.ndarray  # liquid (unfrozen) ponded area fraction
 
 
 def at_hour(w: Weather, ti: np.ndarray, ci: np.ndarray, hour: np.ndarray, settings: Settings) -> HourState:
@@ -296,4 +297,5 @@ def at_hour(w: Weather, ti: np.ndarray, ci: np.ndarray, hour: np.ndarray, settin
         t_air=t_air, t_soil=t_soil, t_surface=t_surface, ice_fraction=f_ice,
         frozen=t_soil < T0, sm_liquid=sm_liq, sm_total=theta, snow_wetness=wetness,
         canopy_frozen=t_air < T0 - 1.0,
+        pond_liquid=w.pond[ti, ci] * np.clip((t_air - (T0 - 2.0)) / 2.0, 0.0, 1.0),
     )
