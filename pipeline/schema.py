@@ -29,7 +29,6 @@ from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
-from xarray.core.indexing import PandasIndexingAdapter
 
 from pipeline import dims, errors, grid, qc, sensors
 
@@ -229,8 +228,8 @@ def _stored_dtype(var: xr.Variable) -> np.dtype:
 
 
 def _is_lazy(var: xr.Variable) -> bool:
-    """True unless the values are already in memory (numpy array or pandas index)."""
-    return not isinstance(var._data, (np.ndarray, PandasIndexingAdapter))
+    """True unless the values are already in memory (numpy array, pandas index, cached)."""
+    return not getattr(var, "_in_memory", False)
 
 
 def _check_var(ds, name, vs: VarSpec, what, values, out: list[str]) -> None:
