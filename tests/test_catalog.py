@@ -25,12 +25,12 @@ DAYS = np.arange("2016-01-01", "2016-01-04", dtype="datetime64[D]")
 # --- networks.yaml / towers.yaml ----------------------------------------------------------
 def test_network_catalog_contents():
     nets = stations.networks().networks
-    assert {"sim", "cosmos", "scan", "maqu", "soilscape", "risma", "smosmania"} <= set(nets)
+    assert {"simnet", "cosmos", "scan", "maqu", "soilscape", "risma", "smosmania"} <= set(nets)
     scan = stations.network("scan")
     assert scan.kind == "ismn" and set(scan.variables) == {"soil_moisture", "soil_temperature"}
     assert scan.variables["soil_moisture"].depths_m == ((0.0508, 0.0508),)
     assert stations.network("cosmos").station("Barrow-ARM").lat == pytest.approx(71.3298)
-    assert stations.network("sim").stations == ()
+    assert stations.network("simnet").stations == ()
     with pytest.raises(KeyError, match="unknown network 'fluxnet'"):
         stations.network("fluxnet")
 
@@ -46,7 +46,7 @@ def test_tower_catalog_and_pft_mapping():
     table = stations.towers().igbp_to_pft
     assert set(table) == set(stations.IGBP_CLASSES)
     assert stations.igbp_to_pft("WAT") == 0 and stations.igbp_to_pft("DNF") == 3
-    assert stations.tower_collection("sim").sites == ()
+    assert stations.tower_collection("simflux").sites == ()
 
 
 def _load(kind, tmp_path, mutate):
