@@ -44,6 +44,10 @@ def test_publish_makes_a_new_immutable_current_version(tmp_path):
     old = stores.open_dataset(url1).load()
     np.testing.assert_array_equal(old[dims.SOIL_MOISTURE].values, np.float32(0.1))
     assert publish.list_products(root) == [PID]
+    # The STAC catalog was switched to the same complete version.
+    catalog = pytest.importorskip("pipeline.io.catalog")
+    url, open_kwargs = catalog.resolve(root, PID)
+    assert url == url2 and open_kwargs["consolidated"] is True
 
 
 def test_version_ids_sort_by_time_and_hash_structure_and_config():

@@ -55,6 +55,12 @@ from pipeline.io import stores
 
 __all__ = [
     "PRODUCT_ID",
+    "begin_version",
+    "complete_version",
+    "list_names",
+    "marker",
+    "put_exclusive",
+    "remove",
     "current_url",
     "current_version",
     "list_products",
@@ -122,25 +128,79 @@ def make_version(ds: xr.Dataset, provenance: Mapping[str, Any] | None = None,
     return f"{stamp}-{hashlib.sha256(payload.encode()).hexdigest()[:8]}"
 
 
-# --- low-level object operations (pipeline.io may use fsspec) -----------------------------
+# --- small-object operations (pipeline.io may use fsspec) -------------------------------
 def _fs(url: str, storage_options: Mapping[str, Any] | None):
-    return fsspec.core.url_to_fs(str(url), **dict(storage_options or {}))
+    opts = stores.storage_options_for(url) if storage_options is None else storage_options
+    return fsspec.core.url_to_fs(str(url), **dict(opts or {}))
 
 
-def _names(url: str, storage_options: Mapping[str, Any] | None) -> list[str]:
-    """Base names directly under ``url`` (empty when it does not exist)."""
+def _is_local(fs: Any) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return bool({"file", "local"} & set(protocol))
+
+
+def list_names(url: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """Base names of the objects/folders directly under ``url`` (empty when it is absent)."""
     fs, path = _fs(url, storage_options)
     try:
-        entries = fs.ls(path, detail=False)
+        entries = fs.ls(path, detail=False, refresh=True) if not _is_local(fs) else fs.ls(
+            path, detail=False)
     except FileNotFoundError:
         return []
     return sorted({str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries})
 
 
-def _remove(url: str, storage_options: Mapping[str, Any] | None) -> None:
+def remove(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Delete an object or a whole prefix (no error when it does not exist)."""
     fs, path = _fs(url, storage_options)
-    if fs.exists(path):
+    try:
         fs.rm(path, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+def put_exclusive(url: str, data: bytes,
+                  storage_options: Mapping[str, Any] | None = None) -> bool:
+    """Create the object ``url`` only if it does not exist yet; ``True`` when this call did.
+
+    Local filesystems use ``O_CREAT | O_EXCL`` (atomic).  Object stores get a conditional PUT
+    (``If-None-Match: *``, s3fs mode ``"xb"``), which AWS S3 honours; S3-compatible servers that
+    ignore the header overwrite instead, so callers that need mutual exclusion must still read
+    the object back and compare a unique token (see :mod:`pipeline.runner.lock`).
+    """
+    fs, path = _fs(url, storage_options)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    if _is_local(fs):
+        import os
+
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+    if fs.exists(path):
+        return False
+    try:
+        with fs.open(path, "xb") as f:
+            f.write(data)
+    except (OSError, ValueError):
+        fs.invalidate_cache(path)
+        if fs.exists(path):
+            return False  # precondition failed: somebody else created it first
+        raise
+    return True
+
+
+def _names(url: str, storage_options: Mapping[str, Any] | None) -> list[str]:
+    return list_names(url, storage_options)
+
+
+def _remove(url: str, storage_options: Mapping[str, Any] | None) -> None:
+    remove(url, storage_options)
 
 
 def _read_small_json(url: str, storage_options: Mapping[str, Any] | None) -> Any:
@@ -228,11 +288,61 @@ def publish_dataset(
     _check_schema(ds, spec, context=f"{product_id} (before publish)")
     version = make_version(ds, record)
     url = version_url(root, product_id, version)
-    if stores.exists(url, storage_options):  # pragma: no cover - µs timestamps make this moot
-        raise errors.StoreError(f"{url}: version already exists (versions are immutable)")
-
     out = ds.assign_attrs(prov.as_attrs(record, product_id=product_id, version=version))
-    stores.write_dataset(out, url, storage_options=storage_options, chunks=chunks)
+    stores.write_dataset(out, url, storage_options=storage_options, chunks=chunks, mode="w-")
+    return complete_version(root, product_id, version, spec=spec,
+                            storage_options=storage_options, provenance=record, keep=keep)
+
+
+def begin_version(template: xr.Dataset, root: str, product_id: str, *,
+                  chunks: Mapping[str, int], storage_options: Mapping[str, Any] | None = None,
+                  provenance: Mapping[str, Any] | None = None,
+                  spec: Any = None) -> tuple[str, str]:
+    """Start a new version written in parts: write its template (metadata only).
+
+    The version is invisible to readers until :func:`complete_version`.  Parts are then written
+    with :func:`pipeline.io.stores.write_region` into the returned URL.
+
+    Args:
+      template: Lazy dataset of the full product (data variables are not computed).
+      root: Archive root URL.
+      product_id: Product id.
+      chunks: Zarr chunks of the new store (parts must align with them).
+      storage_options: fsspec options for ``root``.
+      provenance: Provenance record mixed into the version hash.
+      spec: Optional schema spec checked on the template's structure first.
+
+    Returns:
+      ``(version, url)``.
+    """
+    _check_product_id(product_id)
+    _check_schema(template, spec, context=f"{product_id} (template)")
+    record = dict(provenance or {})
+    version = make_version(template, record)
+    url = version_url(root, product_id, version)
+    stores.write_template(template.assign_attrs(
+        prov.as_attrs(record, product_id=product_id, version=version)),
+        url, chunks=chunks, storage_options=storage_options)
+    return version, url
+
+
+def complete_version(root: str, product_id: str, version: str, *, spec: Any = None,
+                     storage_options: Mapping[str, Any] | None = None,
+                     provenance: Mapping[str, Any] | None = None,
+                     keep: int | None = None) -> str:
+    """Seal a fully written version and make it current (steps 2–4 of the protocol).
+
+    Consolidates metadata (with the final provenance attrs), re-opens and checks the store
+    against ``spec``, writes the completion marker, switches the pointer and the STAC
+    catalog, and optionally prunes old versions.
+
+    Returns:
+      The version's store URL.
+    """
+    record = dict(provenance or {})
+    url = version_url(root, product_id, version)
+    stores.finalise(url, prov.as_attrs(record, product_id=product_id, version=version),
+                    storage_options=storage_options)
     written = stores.open_dataset(url, storage_options=storage_options)
     _check_schema(written, spec, context=url)
     marker = {
@@ -251,6 +361,15 @@ def publish_dataset(
     if keep is not None:
         prune(root, product_id, keep=keep, storage_options=storage_options)
     return url
+
+
+def marker(root: str, product_id: str, version: str,
+           storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The completion marker of ``version`` (``None`` when the version is not complete)."""
+    url = _marker_url(root, product_id, version)
+    if not stores.exists(url, storage_options):
+        return None
+    return _read_small_json(url, storage_options)
 
 
 def _switch(root: str, product_id: str, version: str,
