@@ -128,9 +128,15 @@ def init(config: AutoencoderConfig, seed: int) -> Params:
     Returns:
       ``{"params": nested dict of trainable arrays, "batch_stats": BatchNorm statistics}``.
     """
-    model = FreezeThawAutoencoder(config, rngs=nnx.Rngs(seed))
+    return _init_jit(config, jax.random.key(seed))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_jit(config: AutoencoderConfig, key: jax.Array) -> Params:
+    # Jitted: eager NNX initialisation dispatches hundreds of tiny ops.
+    model = FreezeThawAutoencoder(config, rngs=nnx.Rngs(key))
     _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    return {"params": params.to_pure_dict(), "batch_stats": stats.to_pure_dict()}
+    return {"params": nnx.to_pure_dict(params), "batch_stats": nnx.to_pure_dict(stats)}
 
 
 def _merge(params: Params, config: AutoencoderConfig) -> FreezeThawAutoencoder:
@@ -169,7 +175,7 @@ def reconstruct(
     if not train:
         return y, params
     _, _, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    return y, {"params": params["params"], "batch_stats": stats.to_pure_dict()}
+    return y, {"params": params["params"], "batch_stats": nnx.to_pure_dict(stats)}
 
 
 def reconstruction_error(x: jax.Array, y: jax.Array, channels: int = 3) -> jax.Array:
