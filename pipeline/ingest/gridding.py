@@ -25,8 +25,6 @@ The per-granule grids and the archive merge by :func:`merge_gridded`: count-weig
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-
 import numpy as np
 import xarray as xr
 
@@ -228,8 +226,25 @@ def grid_granule(
 _FILL = {dims.TB: np.nan, N_OBS: 0, dims.LOCAL_TIME: np.nan, dims.QUALITY_FLAG: 0}
 
 
-def _fill_values(ds: xr.Dataset) -> Mapping[str, float]:
-    return {v: _FILL.get(v, np.nan) for v in ds.data_vars}
+def _on_times(da: xr.DataArray, times: np.ndarray) -> np.ndarray:
+    """``da`` values placed on the time axis ``times`` (a superset), fill elsewhere."""
+    vals = np.asarray(da.transpose(dims.TIME, ...).values)
+    if len(times) == da.sizes[dims.TIME] and np.array_equal(da[dims.TIME].values, times):
+        return vals
+    fill = _FILL.get(da.name, np.nan)
+    out = np.full((len(times),) + vals.shape[1:], fill, vals.dtype)
+    out[np.searchsorted(times, da[dims.TIME].values)] = vals
+    return out
+
+
+def _weighted(va: np.ndarray, vb: np.ndarray, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
+    """Weighted mean of two float arrays (weights 0 where a value is missing), float32."""
+    wa = np.where(np.isnan(va), 0, wa).astype(np.float32)
+    wb = np.where(np.isnan(vb), 0, wb).astype(np.float32)
+    tot = wa + wb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        both = (np.nan_to_num(va) * wa + np.nan_to_num(vb) * wb) / tot
+    return np.where(tot > 0, both, np.nan).astype(np.float32)
 
 
 def merge_gridded(a: xr.Dataset, b: xr.Dataset) -> xr.Dataset:
@@ -241,41 +256,40 @@ def merge_gridded(a: xr.Dataset, b: xr.Dataset) -> xr.Dataset:
 
     Args:
       a, b: Datasets with ``tb``/``n_obs`` (time, pass, channel, y, x), ``local_time``/
-        ``quality_flag`` (time, pass, y, x); both numpy- or dask-backed.
+        ``quality_flag`` (time, pass, y, x) and optional ``anc_*`` (time, pass, y, x).
 
     Returns:
-      The merged dataset (float32 ``tb``/``local_time``, uint16 ``n_obs``/``quality_flag``).
+      The merged, numpy-backed dataset (float32 ``tb``/``local_time``/``anc_*``, uint16
+      ``n_obs``/``quality_flag``).
     """
     for d in (dims.PASS, dims.CHANNEL, dims.Y, dims.X):
         if not np.array_equal(a[d].values, b[d].values):
             raise ValueError(f"cannot merge gridded TB: coordinate {d!r} differs")
     times = np.union1d(a[dims.TIME].values, b[dims.TIME].values)
-    a2 = a.reindex({dims.TIME: times}, fill_value=_fill_values(a))
-    b2 = b.reindex({dims.TIME: times}, fill_value=_fill_values(b))
-    na = a2[N_OBS].astype(np.float64)
-    nb = b2[N_OBS].astype(np.float64)
-    n = na + nb
-
-    def _wmean(va, vb, wa, wb):
-        tot = wa + wb
-        s = va.astype(np.float64).fillna(0.0) * wa + vb.astype(np.float64).fillna(0.0) * wb
-        return (s / tot.where(tot > 0)).astype(np.float32)
-
-    out = xr.Dataset(coords=a2.coords)
-    out[dims.TB] = _wmean(a2[dims.TB].where(na > 0), b2[dims.TB].where(nb > 0), na, nb)
-    out[N_OBS] = n.clip(max=U16_MAX).astype(np.uint16)
-    ma, mb = na.max(dims.CHANNEL), nb.max(dims.CHANNEL)
-    cell_vars = [v for v in a2.data_vars if v not in (dims.TB, N_OBS, dims.QUALITY_FLAG)]
+    d5 = (dims.TIME, dims.PASS, dims.CHANNEL, dims.Y, dims.X)
+    d4 = (dims.TIME, dims.PASS, dims.Y, dims.X)
+    a, b = a.transpose(*d5, ...), b.transpose(*d5, ...)
+    na, nb = _on_times(a[N_OBS], times), _on_times(b[N_OBS], times)
+    tb_a = np.where(na > 0, _on_times(a[dims.TB], times), np.nan)
+    tb_b = np.where(nb > 0, _on_times(b[dims.TB], times), np.nan)
+    n = np.minimum(na.astype(np.uint32) + nb, U16_MAX).astype(np.uint16)
+    ma, mb = na.max(axis=2), nb.max(axis=2)
+    data = {
+        dims.TB: (d5, _weighted(tb_a, tb_b, na, nb)),
+        N_OBS: (d5, n),
+        dims.QUALITY_FLAG: (d4, (_on_times(a[dims.QUALITY_FLAG], times).astype(np.uint16)
+                                 | _on_times(b[dims.QUALITY_FLAG], times).astype(np.uint16))),
+    }
+    cell_vars = [v for v in a.data_vars if v not in data] + [
+        v for v in b.data_vars if v not in data and v not in a.data_vars]
     for v in cell_vars:
-        if v in b2:
-            out[v] = _wmean(a2[v], b2[v], ma.where(a2[v].notnull(), 0), mb.where(b2[v].notnull(), 0))
+        va = _on_times(a[v], times).astype(np.float32) if v in a else None
+        vb = _on_times(b[v], times).astype(np.float32) if v in b else None
+        if va is None or vb is None:
+            data[v] = (d4, va if vb is None else vb)
         else:
-            out[v] = a2[v]
-    for v in b2.data_vars:
-        if v not in out and v != dims.QUALITY_FLAG:
-            out[v] = b2[v]
-    out[dims.QUALITY_FLAG] = (
-        a2[dims.QUALITY_FLAG].astype(np.uint16) | b2[dims.QUALITY_FLAG].astype(np.uint16)
-    )
-    out.attrs = dict(a.attrs)
-    return out
+            data[v] = (d4, _weighted(va, vb, ma, mb))
+    coords = {dims.TIME: times, dims.PASS: a[dims.PASS].values,
+              dims.CHANNEL: a[dims.CHANNEL].values, dims.Y: a[dims.Y].values,
+              dims.X: a[dims.X].values}
+    return xr.Dataset(data, coords=coords, attrs=dict(a.attrs))
