@@ -25,7 +25,7 @@ import os
 import posixpath
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -510,13 +510,15 @@ def write_template(
     storage_options: Mapping[str, Any] | None = None,
     encoding: Mapping[str, Any] | None = None,
     zarr_format: int = ZARR_FORMAT,
+    region_dims: Sequence[str] | None = None,
 ) -> str:
-    """Write the store's metadata and coordinates; data variables are left unwritten.
+    """Write the store's metadata and everything that later parts will not write.
 
-    Data variables are never computed (a lazy template of the full job is fine); coordinates
-    and small numpy-backed variables (e.g. ``crs``) are written now, so parts written later
-    with :func:`write_region` only carry data.  Unwritten chunks read as the fill value (NaN
-    for floats).
+    Data variables along the region dims are never computed (a lazy template of the full job
+    is fine) and their chunks stay unwritten (they read as the fill value, NaN for floats) until
+    :func:`write_region` fills them.  Coordinates and the data variables that share no dim with
+    the region dims (``crs``, static ``(y, x)`` layers when parts split ``time``) are computed
+    and written now, because a region write cannot carry them.
 
     Args:
       ds: Template dataset, data variables of the final shape and dtype (dims as the store).
@@ -525,16 +527,26 @@ def write_template(
       storage_options: fsspec options; default :func:`storage_options_for` ``(url)``.
       encoding: Per-variable encoding passed to ``to_zarr``.
       zarr_format: 3 (default) or 2.
+      region_dims: Dims along which parts will be written; default the dims that ``chunks``
+        splits (chunk smaller than the dim).
     """
     _check_attrs(ds, url, storage_options)
     out = _clean(ds)
     coords = {k: v.compute() for k, v in out.coords.items() if v.chunks is not None}
     out = out.assign_coords(coords)
-    lazy = {d: c for d, c in chunks.items() if d in out.dims}
+    zchunks = {d: int(c) for d, c in chunks.items() if d in out.dims}
+    if region_dims is None:
+        region_dims = [d for d, c in zchunks.items() if c < out.sizes[d]]
     for name in out.data_vars:
         var = out[name]
-        if var.ndim:
-            out[name] = var.chunk({d: lazy.get(d, -1) for d in var.dims})
+        if not var.ndim:
+            continue
+        shape = {d: zchunks.get(d, var.sizes[d]) for d in var.dims}
+        if set(var.dims) & set(region_dims):
+            out[name] = var.chunk(shape)
+        else:
+            out[name] = var.compute()
+            out[name].encoding["chunks"] = tuple(min(c, var.sizes[d]) for d, c in shape.items())
     _check_uniform(out, url)
     store, opts = _zarr_target(url, storage_options)
     with _translated(url, "write template", storage_options):

@@ -97,6 +97,25 @@ def test_template_writes_metadata_and_coords_only(store):
     assert tmpl.tb.encoding["chunks"] == (5, 3, 8)
 
 
+def test_template_writes_variables_that_parts_cannot_carry(tmp_path):
+    url = str(tmp_path / "static.zarr")
+    ds = _tb()
+    land = (ds.lat > ds.lat.mean()).astype(np.float32).chunk()  # dask-backed (y, x) layer
+    land.attrs["units"] = "1"
+    ds["land_fraction"] = land
+    stores.write_template(ds, url, chunks={"time": 5})
+    files = _files(tmp_path / "static.zarr")
+    assert not [k for k in files if k.startswith("tb/c")]
+    assert [k for k in files if k.startswith("land_fraction/c")]
+    for part in (slice(0, 5), slice(5, 10)):
+        stores.write_region(ds.isel(time=part), url, {"time": part})
+    xr.testing.assert_identical(stores.open_dataset(url).load(), ds.compute())
+    # Parts along y as well: then the (y, x) layer is a part's job, not the template's.
+    url2 = str(tmp_path / "static2.zarr")
+    stores.write_template(ds, url2, chunks={"time": 5, "y": 3})
+    assert not [k for k in _files(tmp_path / "static2.zarr") if k.startswith("land_fraction/c")]
+
+
 def test_region_parts_reassemble_the_dataset(store):
     url, _ = store
     ds = _tb()
@@ -275,3 +294,17 @@ def test_url_user_info_never_appears_in_errors():
                 "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}},
             } if url.startswith("s3") else {})
         assert "hunter2-password" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_storage_options_from_the_run_config_section(clean_env):
+    config = pytest.importorskip("pipeline.config")
+    section = config.StorageSection(endpoint_url="http://127.0.0.1:9000", region="us-east-1",
+                                    key="AKIDCONFIG", secret="config-secret-value")
+    assert "config-secret-value" not in repr(section)
+    opts = stores.storage_options_for("s3://b/x.zarr", section)
+    assert opts == {"endpoint_url": "http://127.0.0.1:9000", "key": "AKIDCONFIG",
+                    "secret": "config-secret-value",
+                    "client_kwargs": {"region_name": "us-east-1"}}
+    assert "config-secret-value" not in repr(opts)
+    assert stores.storage_options_for("s3://b/x", config.StorageSection(anon=True)) == {
+        "anon": True}
