@@ -282,11 +282,66 @@ def _groups(pairs: xr.Dataset, granularity: str, landcover: xr.DataArray | None)
                         coords={dims.Y: pairs[dims.Y], dims.X: pairs[dims.X]})
 
 
-def _stack_by_group(da: xr.DataArray, groups: xr.DataArray, gid: int) -> xr.DataArray:
-    sel = da.where(groups == gid)
-    return sel.stack({SAMPLE: [d for d in da.dims if d != dims.CHANNEL]}).drop_vars(
-        [SAMPLE] + [c for c in sel.coords if c not in (dims.CHANNEL,)], errors="ignore"
-    ).transpose(dims.CHANNEL, SAMPLE)
+def _group_matrix(values: np.ndarray, groups: np.ndarray, gids: np.ndarray) -> list[np.ndarray]:
+    """Samples of each group: ``values[..., y, x, s]`` → one ``[..., n]`` array per group id."""
+    lead = values.shape[:-3]
+    ny, nx, ns = values.shape[-3:]
+    flat = values.reshape(lead + (ny * nx, ns))
+    g = np.asarray(groups).reshape(-1)
+    return [flat[..., g == gid, :].reshape(lead + (-1,)) for gid in gids]
+
+
+def _fit_kernel(x, y, t, groups, *, gids, method, nbins, minobs):
+    """x, y, t: (..., y, x, sample); groups (y, x) → params (..., group, k)."""
+    xs = _group_matrix(x, groups, gids)
+    ys = _group_matrix(y, groups, gids)
+    if method == "linear":
+        ts = _group_matrix(t, groups, gids) if t is not None else [None] * len(gids)
+        res = [linear_fit(a, b, c) for a, b, c in zip(xs, ys, ts, strict=True)]
+    else:
+        res = []
+        for a, b in zip(xs, ys, strict=True):
+            lead = a.shape[:-1]
+            fl = [cdf_fit(ai, bi, nbins, minobs) for ai, bi in
+                  zip(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]), strict=True)]
+            res.append(np.stack(fl).reshape(lead + (-1,)))
+    return np.stack(res, axis=-2)
+
+
+def _sample_view(da: xr.DataArray) -> xr.DataArray:
+    """(channel?, y, x, sample) with every other dim stacked into ``sample``."""
+    other = [d for d in da.dims if d not in (dims.CHANNEL, dims.Y, dims.X)]
+    lead = [d for d in (dims.CHANNEL,) if d in da.dims]
+    v = da.transpose(*lead, dims.Y, dims.X, *other)
+    v = v.drop_vars([c for c in v.coords if c not in (dims.CHANNEL, dims.Y, dims.X)])
+    return v.stack({SAMPLE: other}).drop_vars([SAMPLE] + other, errors="ignore")
+
+
+def _fit_grouped(pairs, groups, *, method, tau=None, nbins=0, minobs=0) -> xr.DataArray:
+    """One fit per (channel, group): returns (channel, group, param)."""
+    gids = np.unique(np.asarray(groups))
+    args = [_sample_view(pairs["src"]), _sample_view(pairs["ref"])]
+    core = [[dims.Y, dims.X, SAMPLE]] * 2
+    if tau is not None:
+        args.append(_sample_view(tau.broadcast_like(pairs["src"])))
+        core.append([dims.Y, dims.X, SAMPLE])
+    args.append(groups)
+    core.append([dims.Y, dims.X])
+    k = 4 if method == "linear" else 2 * (nbins + 1)
+
+    def kern(*a):
+        t = a[2] if tau is not None else None
+        out = _fit_kernel(a[0], a[1], t, a[-1], gids=gids, method=method, nbins=nbins,
+                          minobs=minobs)
+        return out.reshape(out.shape[:-1] + (k,))
+
+    res = xr.apply_ufunc(
+        kern, *args, input_core_dims=core, output_core_dims=[[GROUP, "param"]],
+        dask="parallelized", output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {GROUP: len(gids), "param": k},
+                            "allow_rechunk": True},
+    )
+    return res.assign_coords({GROUP: gids})
 
 
 def fit_linear(
@@ -310,24 +365,10 @@ def fit_linear(
       ``group_of_cell`` (y, x) mapping cells to groups.
     """
     groups = _groups(pairs, granularity, landcover)
-    gids = np.unique(np.asarray(groups))
     tau = None
     if drift_start is not None:
-        tau = decades_since(pairs[dims.TIME], drift_start).broadcast_like(pairs["src"])
-    rows = []
-    for gid in gids:
-        x = _stack_by_group(pairs["src"], groups, gid)
-        y = _stack_by_group(pairs["ref"], groups, gid)
-        args = [x, y] + ([_stack_by_group(tau, groups, gid)] if tau is not None else [])
-        core = [[SAMPLE]] * len(args)
-        res = xr.apply_ufunc(
-            (lambda a, b, c=None: linear_fit(a, b, c)), *args,
-            input_core_dims=core, output_core_dims=[["param"]],
-            dask="parallelized", output_dtypes=[np.float64],
-            dask_gufunc_kwargs={"output_sizes": {"param": 4}},
-        )
-        rows.append(res)
-    p = xr.concat(rows, dim=GROUP).assign_coords({GROUP: gids})
+        tau = decades_since(pairs[dims.TIME], drift_start)
+    p = _fit_grouped(pairs, groups, method="linear", tau=tau)
     out = xr.Dataset(
         {
             "offset": p.isel(param=0).assign_attrs(units="K", long_name="additive term"),
@@ -356,22 +397,9 @@ def fit_cdf(
       and ``group_of_cell`` (y, x).
     """
     groups = _groups(pairs, granularity, landcover)
-    gids = np.unique(np.asarray(groups))
-    rows = []
-    for gid in gids:
-        x = _stack_by_group(pairs["src"], groups, gid)
-        y = _stack_by_group(pairs["ref"], groups, gid)
-        res = xr.apply_ufunc(
-            lambda a, b: np.stack([cdf_fit(ai, bi, nbins, minobs) for ai, bi in
-                                   zip(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]),
-                                       strict=True)]).reshape(a.shape[:-1] + (2, nbins + 1)),
-            x, y, input_core_dims=[[SAMPLE], [SAMPLE]],
-            output_core_dims=[["side", PERCENTILE]], dask="parallelized",
-            output_dtypes=[np.float64],
-            dask_gufunc_kwargs={"output_sizes": {"side": 2, PERCENTILE: nbins + 1}},
-        )
-        rows.append(res)
-    p = xr.concat(rows, dim=GROUP).assign_coords({GROUP: gids})
+    p = _fit_grouped(pairs, groups, method="cdf", nbins=nbins, minobs=minobs)
+    p = xr.concat([p.isel(param=slice(0, nbins + 1)), p.isel(param=slice(nbins + 1, None))],
+                  dim="side").rename({"param": PERCENTILE})
     out = xr.Dataset(
         {
             "src_breakpoints": p.isel(side=0).assign_attrs(units="K"),
@@ -421,18 +449,22 @@ def apply_transform(tb: xr.DataArray, coeffs: xr.Dataset, *, fallback: xr.Datase
     Returns:
       Calibrated TB [K], same dims as ``tb``.
     """
-    chans = [c for c in tb[dims.CHANNEL].values if c in set(coeffs[dims.CHANNEL].values)]
-    src = tb.sel({dims.CHANNEL: chans})
+    bare = tb.drop_vars([c for c in tb.coords if c not in tb.dims])
+    chans = [c for c in bare[dims.CHANNEL].values if c in set(coeffs[dims.CHANNEL].values)]
+    src = bare.sel({dims.CHANNEL: chans})
     if coeffs.attrs.get("method") == "linear":
         off = _cell_params(coeffs, "offset").sel({dims.CHANNEL: chans})
         slope = _cell_params(coeffs, "slope").sel({dims.CHANNEL: chans})
         drift = _cell_params(coeffs, "drift").sel({dims.CHANNEL: chans})
         start = coeffs.attrs.get("drift_start") or None
         tau = decades_since(tb[dims.TIME], start) if start else 0.0
+        off, slope, drift = (v.drop_vars([c for c in v.coords if c not in v.dims])
+                             for v in (off, slope, drift))
         out = off + slope * src + drift.fillna(0.0) * tau
     else:
-        xp = _cell_params(coeffs, "src_breakpoints").sel({dims.CHANNEL: chans})
-        yp = _cell_params(coeffs, "ref_breakpoints").sel({dims.CHANNEL: chans})
+        xp, yp = (_cell_params(coeffs, k).sel({dims.CHANNEL: chans}) for k in
+                  ("src_breakpoints", "ref_breakpoints"))
+        xp, yp = (v.drop_vars([c for c in v.coords if c not in v.dims]) for v in (xp, yp))
 
         res = xr.apply_ufunc(
             _cdf_kernel, src, xp, yp,
@@ -442,5 +474,6 @@ def apply_transform(tb: xr.DataArray, coeffs: xr.Dataset, *, fallback: xr.Datase
         out = res
     if fallback is not None:
         out = out.fillna(apply_transform(tb, fallback))
-    out = out.reindex({dims.CHANNEL: tb[dims.CHANNEL].values}).transpose(*tb.dims)
-    return out.astype(np.float32).assign_attrs(tb.attrs)
+    out = out.drop_vars([c for c in out.coords if c not in out.dims])
+    out = out.reindex({dims.CHANNEL: bare[dims.CHANNEL].values}).transpose(*tb.dims)
+    return tb.copy(data=out.astype(np.float32).data)
