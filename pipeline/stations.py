@@ -142,7 +142,7 @@ class NetworkCatalog(_Strict):
 
 
 class Site(_Strict):
-    """A tower site: FLUXNET id, position [deg], elevation [m], IGBP class, optional PFT override."""
+    """A tower site: FLUXNET id, position [deg], elevation [m], IGBP class, PFT override."""
 
     id: str = pydantic.Field(pattern=_SITE_ID.pattern)
     lat: float = pydantic.Field(ge=-90, le=90)

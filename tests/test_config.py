@@ -93,7 +93,8 @@ def test_kinds_table_is_explicit_and_importable():
         ("kind: reprocess\nproducts: [ft-smap-n36-v1]\nroot: x\n"
          "time: {start: 2021-01-01, end: 2020-01-01}\n",
          "field 'time': end 2020-01-01 is before start 2021-01-01"),
-        ("kind: reprocess\nproducts: [FT_SMAP]\nroot: x\ntime: {start: 2021-01-01, end: 2021-02-01}\n",
+        ("kind: reprocess\nproducts: [FT_SMAP]\nroot: x\n"
+         "time: {start: 2021-01-01, end: 2021-02-01}\n",
          "field 'products.0': product id 'FT_SMAP' must look like"),
         ("kind: reprocess\nproducts: [ft-smap-n36-v1]\nroot: x\n"
          "time: {start: 2021-01-01, end: 2021-02-01}\nretention: {keep_versions: 0}\n",
