@@ -501,12 +501,17 @@ def aggregate_budgets(product: xr.Dataset, area_m2: xr.DataArray, groups: Mappin
       ``{var}_mean`` [g C m-2 yr-1] (area-weighted mean), ``area`` [km2], ``n_days``.
     """
     year = product[dims.TIME].dt.year
+    # Non-index coords (lat/lon, possibly dask-backed) would be compared, i.e. computed, when
+    # arrays are combined: drop them.
+    area_m2 = area_m2.reset_coords(drop=True) if isinstance(area_m2, xr.DataArray) else area_m2
+    groups = {k: m.reset_coords(drop=True) for k, m in groups.items()}
     out = {}
     for v in variables:
+        flux = product[v].reset_coords(drop=True).fillna(0.0)
         tot, mean = [], []
-        for name, m in groups.items():
+        for m in groups.values():
             w = area_m2.where(m, 0.0).fillna(0.0)
-            daily = (product[v].fillna(0.0) * w).sum((dims.Y, dims.X))  # g C d-1
+            daily = (flux * w).sum((dims.Y, dims.X))  # g C d-1
             annual = daily.groupby(year).sum()
             tot.append(annual * 1e-12)
             mean.append(annual / w.sum())

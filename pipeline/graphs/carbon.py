@@ -359,3 +359,128 @@ def aggregate_product(product: xr.Dataset, static: xr.Dataset,
     if "reco" not in product:
         product = product.assign(reco=product["nee"] + product["gpp"])
     return carbon.aggregate_budgets(product, area, groups)
+
+
+# --- jobs over an archive root (what the CLI calls) --------------------------------------------
+def product_id(grid_name: str) -> str:
+    """The carbon product id for a grid (data-contract naming)."""
+    return f"carbon-l4c-{grid_name.lower()}-v1"
+
+
+def model_root(root: str, grid_name: str, bplut_url: str, *, publish: bool = True,
+               storage_options: Mapping[str, Any] | None = None, progress=None) -> dict:
+    """Run TCF over ``{root}/truth/{grid}.zarr`` and publish ``carbon-l4c-{grid}-v1``."""
+    from pipeline import schema
+    from pipeline.io import bplut as bplut_io
+    from pipeline.io import publish as publish_io
+
+    say = progress or (lambda m: None)
+    table = bplut_io.read_bplut(bplut_url)
+    truth = stores.open_dataset(stores.truth_url(root, grid_name), storage_options=storage_options)
+    static = stores.open_dataset(stores.static_url(root, grid_name),
+                                 storage_options=storage_options).load()
+    truth = truth.chunk({dims.TIME: -1, dims.Y: 16, dims.X: 16})
+    say(f"TCF over {dict(truth.sizes)} with BPLUT {table.attrs.get('release', '?')}")
+    product = model_archive(truth, static, table.table,
+                            attrs={"bplut": str(bplut_url),
+                                   "bplut_release": table.attrs.get("release", "")})
+    pid = product_id(grid_name)
+    if publish:
+        url = publish_io.publish_dataset(product, root, pid, spec=schema.CARBON_PRODUCT,
+                                         storage_options=storage_options,
+                                         provenance={"bplut": str(bplut_url)})
+    else:
+        url = stores.join(root, "products", pid, "unpublished.zarr")
+        stores.write_dataset(product, url, storage_options=storage_options)
+    done = stores.open_dataset(url, storage_options=storage_options)
+    report = {"product_id": pid, "url": url, "bplut": str(bplut_url),
+              "bplut_release": table.attrs.get("release", ""),
+              "sizes": {k: int(v) for k, v in done.sizes.items()},
+              "mean_g_c_m2_d": {v: float(done[v].mean()) for v in ("nee", "gpp", "rh", "reco")}}
+    if "gpp" in truth:
+        from pipeline import metrics
+
+        t, p = xr.align(truth[["gpp", "nee", "reco"]], done[["gpp", "nee", "reco"]],
+                        join="inner")
+        report["vs_truth_median_over_cells"] = {
+            v: {k: float(x) for k, x in
+                metrics.score(p[v], t[v], dims.TIME).median((dims.Y, dims.X)).compute().items()}
+            for v in ("nee", "gpp", "reco")}
+    stores.write_json(stores.reports_url(root, "carbon-model.json"), report, storage_options)
+    return report
+
+
+def evaluate_root(root: str, grid_name: str, *, collection: str = "simflux",
+                  min_qc: float = 0.8, storage_options: Mapping[str, Any] | None = None,
+                  progress=None) -> dict:
+    """Score the current carbon product against ``{root}/towers/{collection}.zarr``."""
+    from pipeline.io import publish as publish_io
+
+    say = progress or (lambda m: None)
+    product = publish_io.open_product(root, product_id(grid_name), storage_options)
+    towers = stores.open_dataset(stores.towers_url(root, collection),
+                                 storage_options=storage_options).load()
+    model = carbon.match_towers(product, towers).compute()
+    kinds, counts = np.unique(model["matched"].values, return_counts=True)
+    say(f"matched {model.sizes[dims.SITE]} towers: {dict(zip(kinds.tolist(), counts.tolist()))}")
+    tables = tower_evaluation(model, towers, min_qc=min_qc)
+    out = stores.reports_url(root, "carbon-evaluation")
+    summary = write_tower_report(out, model, towers, tables, min_qc=min_qc,
+                                 extra={"product_id": product_id(grid_name),
+                                        "towers": collection},
+                                 storage_options=storage_options)
+    stores.write_dataset(tables["sites"], stores.join(out, "sites.zarr"),
+                         storage_options=storage_options)
+    stores.write_json(stores.reports_url(root, "carbon-evaluate.json"),
+                      {k: summary[k] for k in ("pooled", "nee_target_met",
+                                               "nee_ubrmse_target_g_c_m2_d", "definitions")}
+                      | {"report_dir": out}, storage_options)
+    return summary
+
+
+def aggregate_root(root: str, grid_name: str, *,
+                   storage_options: Mapping[str, Any] | None = None) -> dict:
+    """Area-weighted annual budgets of the current product by latitude band, PFT and region."""
+    from pipeline.io import publish as publish_io
+
+    product = publish_io.open_product(root, product_id(grid_name), storage_options)
+    static = stores.open_dataset(stores.static_url(root, grid_name),
+                                 storage_options=storage_options).load()
+    agg = aggregate_product(product, static).compute()
+    df = agg.to_dataframe().reset_index()
+    stores.write_bytes(stores.reports_url(root, "carbon-aggregate.csv"),
+                       df.to_csv(index=False).encode(), storage_options)
+    report = {"product_id": product_id(grid_name), "units": {"*_total": "Tg C yr-1",
+                                                             "*_mean": "g C m-2 yr-1",
+                                                             "area": "km2"},
+              "rows": df.to_dict(orient="records")}
+    stores.write_json(stores.reports_url(root, "carbon-aggregate.json"), report, storage_options)
+    return report
+
+
+def real_towers(real_dir: str, out: str, *, sites: Sequence[str] = ARCTIC_SITES,
+                bplut_url: str | None = None, min_qc: float = 0.8, progress=None) -> dict:
+    """TCF driven by real FLUXNET2015 tower meteorology, scored against the towers' fluxes."""
+    from pipeline.io import bplut as bplut_io
+    from pipeline.io import fluxnet
+
+    say = progress or (lambda m: None)
+    real = str(real_dir).rstrip("/")
+    meta = fluxnet.read_site_list(f"{real}/fluxdatakit/fluxnet2015_site_list.csv")
+    towers = fluxnet.read_fluxnet_zarr(f"{real}/fluxnet2015_zarr_subset/fluxnet.zarr",
+                                       list(sites), meta)
+    say(f"read {towers.sizes[dims.SITE]} sites with data: {list(towers[dims.SITE].values)}")
+    url = bplut_url or f"{real}/pyl4c_bplut/SMAP_BPLUT_2020-07-31.csv"
+    table = bplut_io.read_bplut(url)
+    model = model_at_towers(towers, table.table)
+    say("TCF run; scoring")
+    tables = tower_evaluation(model, towers, min_qc=min_qc)
+    extra = {"bplut": url, "bplut_release": table.attrs.get("release", ""),
+             "towers_source": towers.attrs["source"],
+             "assumptions": {
+                 "fpar": "thermal-phenology climatology per PFT (pipeline.carbon.FPAR_RANGE)",
+                 "tsoil": "5-day trailing mean air temperature (no TS in the Zarr)",
+                 "soil_moisture": "none available: wetness 100 % (no moisture limitation)",
+                 "ft": "frozen where daily minimum air temperature < 273.15 K",
+                 "pft": "IGBP mapping pipeline.io.fluxnet.IGBP_TO_PFT (WET -> GRS)"}}
+    return write_tower_report(out, model, towers, tables, min_qc=min_qc, extra=extra)
