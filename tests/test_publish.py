@@ -175,3 +175,17 @@ def test_fingerprint_changes_with_content_not_with_reads(tmp_path):
     assert provenance.fingerprint_store(str(tmp_path / "nope.zarr")) == "missing"
     assert provenance.config_hash({"a": 1, "b": {"password": "x"}}) == provenance.config_hash(
         {"b": {"password": "y"}, "a": 1})
+
+
+@pytest.mark.s3
+def test_publish_and_resolve_on_s3(s3_root, s3_server):
+    so = s3_server.storage_options
+    url1 = publish.publish_dataset(_product(0.1), s3_root, PID, storage_options=so)
+    url2 = publish.publish_dataset(_product(0.2), s3_root, PID, storage_options=so)
+    assert url2.startswith(f"{s3_root}/products/{PID}/") and url1 != url2
+    assert publish.current_url(s3_root, PID, so) == url2
+    sm = publish.open_product(s3_root, PID, so)[dims.SOIL_MOISTURE].values
+    np.testing.assert_array_equal(sm, np.float32(0.2))
+    assert publish.prune(s3_root, PID, keep=1, storage_options=so) == [
+        url1.rsplit("/", 1)[-1][: -len(".zarr")]]
+    assert not stores.exists(url1, so) and publish.list_products(s3_root, so) == [PID]
