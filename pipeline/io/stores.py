@@ -419,13 +419,28 @@ def open_dataset(
     fmt, consolidated = store_format(url, storage_options)
     store, opts = _zarr_target(url, storage_options)
     with _translated(url, "open", storage_options):
-        return xr.open_zarr(
+        ds = xr.open_zarr(
             store,
             storage_options=opts,
             chunks={} if chunks is None else chunks,
             zarr_format=fmt,
             consolidated=consolidated,
         )
+    return _fixed_width_strings(ds)
+
+
+def _fixed_width_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Turn numpy variable-width ``StringDType`` variables (how zarr 3 returns strings) into
+    fixed-width unicode, which the rest of numpy/xarray/pandas handles everywhere (casting,
+    reindexing, comparisons).  String variables are labels and ids: small, so loading is cheap.
+    """
+    kinds = {n: v for n, v in ds.variables.items() if v.dtype.kind == "T"}
+    if not kinds:
+        return ds
+    fixed = {n: np.asarray(v.values).astype(object).astype(str) for n, v in kinds.items()}
+    coords = {n: (ds[n].dims, a, ds[n].attrs) for n, a in fixed.items() if n in ds.coords}
+    data = {n: (ds[n].dims, a, ds[n].attrs) for n, a in fixed.items() if n not in ds.coords}
+    return ds.assign_coords(coords).assign(data)
 
 
 _STALE_ENCODING = (
@@ -614,6 +629,7 @@ def _check_part(
             raise errors.SchemaError(
                 f"{where}: variable {name!r} dims {var.dims} != store dims {tvar.dims}"
             )
+        unit = "shard" if tvar.encoding.get("shards") else "chunk"
         zchunks = tvar.encoding.get("shards") or tvar.encoding.get("chunks") or tvar.shape
         dask_chunks = var.chunks or tuple((n,) for n in var.shape)
         for dim, zc, dc, length in zip(var.dims, zchunks, dask_chunks, tvar.shape, strict=True):
@@ -631,7 +647,7 @@ def _check_part(
                 raise errors.SchemaError(
                     f"{where}: variable {name!r} dim {dim!r}: part chunk boundaries {bad} "
                     f"(region start {start}, dask chunks {list(dc)}) are not multiples of the "
-                    f"store's Zarr chunk {int(zc)}; rechunk the part to the store's chunks"
+                    f"store's Zarr {unit} {int(zc)}; rechunk the part to the store's {unit}s"
                 )
 
 

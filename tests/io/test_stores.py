@@ -170,6 +170,20 @@ def test_misaligned_part_is_refused_before_any_write(tmp_path, region, chunks, b
     assert _files(path) == before
 
 
+def test_parts_must_align_with_shards_of_a_sharded_store(tmp_path):
+    url = str(tmp_path / "sharded.zarr")
+    ds = _tb(20)
+    stores.write_template(ds, url, chunks={"time": 10},
+                          encoding={"tb": {"chunks": (5, 6, 8), "shards": (10, 6, 8)}})
+    assert stores.open_dataset(url).tb.encoding["shards"] == (10, 6, 8)
+    with pytest.raises(errors.SchemaError, match=r"boundaries \[5\] .* Zarr shard 10"):
+        stores.write_region(ds.isel(time=slice(0, 5)), url, {"time": slice(0, 5)})
+    stores.write_region(ds.isel(time=slice(10, 20)), url, {"time": slice(10, 20)})
+    back = stores.open_dataset(url).tb.values
+    np.testing.assert_array_equal(back[10:], ds.tb.values[10:])
+    assert np.isnan(back[:10]).all()
+
+
 def test_part_that_does_not_fit_the_store_is_refused(tmp_path):
     url = str(tmp_path / "f.zarr")
     ds = _tb()
