@@ -13,6 +13,11 @@ Specs: :func:`tb_spec` (and :func:`calibrated_spec`) per sensor, ``STATIC``, ``T
 ``INSITU``, ``TOWERS``, ``FT_PRODUCT``, ``SM_SMAP_PRODUCT``, ``SM_HARMONISED``, ``SM_FUSED``,
 ``CARBON_PRODUCT``, ``VALIDATION``.  :func:`tb_template` builds an all-NaN, conformant TB dataset.
 
+Ranges the contract gives (fractions 0-1, class codes, flag bits, ``ft_state`` values, local
+time 0-24 h) are checked as such; a few other bounds are physical sanity limits, not contract
+figures: TB 0-400 K, temperatures 150-350 K, soil moisture 0-1 m3 m-3, VOD 0-50, bulk density
+0-3 g cm-3, elevation -500-9000 m, SWE 0-1e5 mm, VPD 0-1e4 Pa, daily SW_IN 0-1500 W m-2.
+
 Value checks (ranges, allowed values, midnight times) read data: by default (``values="auto"``)
 only numpy-backed variables and index coordinates are checked, so checking a lazily opened
 archive never loads it; ``values="all"`` also computes dask-backed variables.

@@ -260,6 +260,10 @@ CORRUPTIONS = {
                  "'file:checksum' is not a sha2-256 multihash"),
     "item datetime": ("models/ft-ae-v1.json", lambda d: d["properties"].pop("datetime"),
                       "models/ft-ae-v1.json: STAC Feature schema"),
+    "kind": ("collections/tb-smap.json", lambda d: d.update({"tbcube:kind": "tiles"}),
+             "'tbcube:kind' 'tiles' is not 'product' or one of"),
+    "store id": ("collections/tb-smap.json", lambda d: d.update({"tbcube:kind": "static"}),
+                 "store collection id 'tb-smap' does not start with 'static-'"),
     "links": ("catalog.json", lambda d: d["links"].append(
         {"rel": "child", "href": "./collections/ghost.json"}),
         "collections/ghost.json: linked from catalog.json but unreadable"),

@@ -148,3 +148,23 @@ def test_config_check_masks_secrets(tmp_path):
     assert isinstance(r.exception, errors.ConfigError)
     r = CliRunner().invoke(cli, ["config", "check"])
     assert r.exit_code == 2 and "give the config FILE" in r.output
+
+
+def test_networks_and_towers_tables():
+    from pipeline import stations
+
+    r = CliRunner().invoke(cli, ["catalog", "networks"])
+    assert r.exit_code == 0, r.output
+    assert [line.split()[0] for line in r.output.splitlines()[2:]] == list(
+        stations.networks().networks)
+    r = CliRunner().invoke(cli, ["catalog", "networks", "soilscape"])
+    assert r.exit_code == 0, r.output
+    ids = [line.split()[0] for line in r.output.splitlines()[4:]]
+    assert ids == [s.id for s in stations.network("soilscape").stations]
+    r = CliRunner().invoke(cli, ["catalog", "towers"])
+    assert r.exit_code == 0, r.output
+    rows = {line.split()[0]: line.split() for line in r.output.splitlines()[3:]}
+    for s in stations.tower_collection("fluxnet2015").resolved_sites():
+        assert rows[s.id][3:5] == [s.igbp, str(s.pft)]
+    r = CliRunner().invoke(cli, ["catalog", "towers", "ameriflux"])
+    assert r.exit_code == 2 and "unknown tower collection 'ameriflux'" in r.output

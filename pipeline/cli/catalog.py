@@ -4,6 +4,8 @@
     tbcube catalog validate --root s3://b/arch   # … and the archive's STAC catalog
     tbcube catalog show                          # table of sensors
     tbcube catalog show gmi                      # one sensor's channels
+    tbcube catalog networks [scan]               # in-situ networks / one network's stations
+    tbcube catalog towers [fluxnet2015]          # tower sites with IGBP class and L4C PFT
 
 ``validate`` prints a summary table on stdout; each problem is one line on stderr, and the exit
 code is 2 when there is any.
@@ -169,3 +171,44 @@ def show_cmd(sensor: str | None) -> None:
                f"{s.period.start} → {s.period.end or 'operating'}")
     rows = [(c.label, f"{c.frequency_ghz:g}", c.polarization) for c in s.channels]
     click.echo(_table(rows, ("channel", "GHz", "pol")))
+
+
+@catalog.command("networks")
+@click.argument("network", required=False)
+def networks_cmd(network: str | None) -> None:
+    """A table of the in-situ networks, or one NETWORK's stations."""
+    from pipeline import stations
+
+    if network is None:
+        rows = [(n.name, n.kind, n.time_step, ", ".join(n.variables), len(n.stations),
+                 n.region.name) for n in stations.networks().networks.values()]
+        click.echo(_table(rows, ("network", "kind", "step", "variables", "stations", "region")))
+        return
+    try:
+        net = stations.network(network)
+    except KeyError as e:
+        raise click.BadParameter(str(e.args[0]), param_hint="NETWORK") from None
+    click.echo(f"{net.name}: {net.provider}; {net.time_step}; {net.region.name}")
+    for v, spec in net.variables.items():
+        depths = ", ".join(f"{a:g}-{b:g} m" for a, b in spec.depths_m)
+        click.echo(f"  {v}: {depths} (source {spec.source})")
+    rows = [(s.id, f"{s.lat:.4f}", f"{s.lon:.4f}",
+             "-" if s.elevation_m is None else f"{s.elevation_m:g}") for s in net.stations]
+    click.echo(_table(rows, ("station", "lat", "lon", "elevation_m")))
+
+
+@catalog.command("towers")
+@click.argument("collection", required=False, default="fluxnet2015")
+def towers_cmd(collection: str) -> None:
+    """The sites of a tower COLLECTION (default fluxnet2015) with IGBP class and L4C PFT."""
+    from pipeline import stations
+
+    try:
+        col = stations.tower_collection(collection)
+    except KeyError as e:
+        raise click.BadParameter(str(e.args[0]), param_hint="COLLECTION") from None
+    click.echo(f"{col.name}: {col.provider} ({len(col.sites)} sites)")
+    rows = [(s.id, f"{s.lat:.4f}", f"{s.lon:.4f}", s.igbp, s.pft,
+             "override" if any(x.id == s.id and x.pft is not None for x in col.sites)
+             else "IGBP table") for s in col.resolved_sites()]
+    click.echo(_table(rows, ("site", "lat", "lon", "igbp", "pft", "pft from")))

@@ -73,6 +73,7 @@ ZARR_MEDIA_TYPE = "application/vnd+zarr"
 STORE_KINDS = ("tb", "calibrated", "static", "truth", "insitu", "towers")
 CATALOG_ID = "tbcube-archive"
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_PRODUCT_ID = re.compile(r"^[a-z0-9]+-[a-z0-9]+-[a-z0-9]+-v[0-9]+$")
 _UP = "../../"
 
 
@@ -487,7 +488,25 @@ def _collection_problems(d: dict, name: str) -> list[str]:
         unknown = [x for x in var.get("dimensions", []) if x not in cube_dims]
         if unknown:
             out.append(f"{name}: cube variable '{vname}' uses undeclared dimensions {unknown}")
-    if d.get("tbcube:kind") == "product":
+    kind = d.get("tbcube:kind")
+    if kind not in (*STORE_KINDS, "product"):
+        out.append(f"{name}: 'tbcube:kind' {kind!r} is not 'product' or one of "
+                   f"{list(STORE_KINDS)}")
+    elif kind == "product" and not _PRODUCT_ID.match(str(d.get("id"))):
+        out.append(f"{name}: product id {d.get('id')!r} is not "
+                   "'{quantity}-{source}-{grid}-v{N}'")
+    elif kind != "product" and not str(d.get("id", "")).startswith(f"{kind}-"):
+        out.append(f"{name}: store collection id {d.get('id')!r} does not start with '{kind}-'")
+    if not out:
+        try:  # pystac reads the datacube fields back
+            cube = DatacubeExtension.ext(pystac.Collection.from_dict(d, migrate=False))
+            for dim in (cube.dimensions or {}).values():
+                _ = dim.dim_type
+            for var in (cube.variables or {}).values():
+                _ = var.dimensions
+        except Exception as e:  # noqa: BLE001
+            out.append(f"{name}: pystac datacube extension cannot read it ({e})")
+    if kind == "product":
         versions = d.get("tbcube:versions")
         if not isinstance(versions, list) or not versions:
             out.append(f"{name}: product has no 'tbcube:versions' history")
