@@ -160,6 +160,14 @@ def test_read_only_identity_reads_but_cannot_write(s3_server, s3_root, caplog, c
     _assert_secret_hidden(s3_server.reader_secret, info.value, caplog, capfd)
 
 
+def test_anonymous_access_is_denied(s3_server, s3_root):
+    url = f"{s3_root}/anon.zarr"
+    stores.write_dataset(_tb(), url, storage_options=s3_server.storage_options)
+    with pytest.raises(errors.AccessDenied):
+        stores.open_dataset(url, storage_options={"endpoint_url": s3_server.endpoint_url,
+                                                  "anon": True})
+
+
 def test_missing_store_and_bucket_are_store_not_found(s3_server, s3_root):
     opts = s3_server.storage_options
     with pytest.raises(errors.StoreNotFound, match="does not exist"):

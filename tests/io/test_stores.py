@@ -116,10 +116,11 @@ def test_template_writes_variables_that_parts_cannot_carry(tmp_path):
     assert not [k for k in _files(tmp_path / "static2.zarr") if k.startswith("land_fraction/c")]
 
 
-def test_region_parts_reassemble_the_dataset(store):
-    url, _ = store
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_region_parts_reassemble_the_dataset(store, zarr_format):
+    url, path = store
     ds = _tb()
-    stores.write_template(ds, url, chunks={"time": 5, "y": 3})
+    stores.write_template(ds, url, chunks={"time": 5, "y": 3}, zarr_format=zarr_format)
     # Parts carry the full coords and crs, as a stage would produce them.
     stores.write_region(ds.isel(time=slice(5, 10), y=slice(3, 6)), url,
                         {"time": slice(5, 10), "y": slice(3, 6)})
@@ -129,6 +130,10 @@ def test_region_parts_reassemble_the_dataset(store):
     for t, y in ((slice(0, 5), slice(0, 6)), (slice(5, 10), slice(0, 3))):
         stores.write_region(ds.isel(time=t, y=y).chunk(y=3), url, {"time": t, "y": y})
     stores.finalise(url, {"history": "parts 1-3"})
+    assert stores.store_format(url) == (zarr_format, True)
+    if zarr_format == 2:
+        consolidated = json.loads((path / ".zmetadata").read_text())["metadata"]
+        assert consolidated[".zattrs"]["history"] == "parts 1-3" and "tb/.zarray" in consolidated
     back = stores.open_dataset(url).load()
     assert back.attrs["history"] == "parts 1-3" and back.attrs["grid"] == "M36"
     xr.testing.assert_identical(back.drop_attrs(), ds.drop_attrs())
