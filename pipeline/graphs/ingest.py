@@ -56,11 +56,8 @@ class FileResult:
 
     def summary(self) -> dict:
         """JSON-ready record (without the gridded data)."""
-        d = dataclasses.asdict(self) if self.gridded is None else {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "gridded"
-        }
-        d.pop("gridded", None)
-        return d
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "gridded"}
 
 
 def process_file(

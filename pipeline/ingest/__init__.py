@@ -21,7 +21,7 @@ from collections.abc import Callable
 import h5py
 
 from pipeline import errors
-from pipeline.ingest import common, gpm_1c, smap_l2, smap_l3, ssmi_fcdr
+from pipeline.ingest import gpm_1c, smap_l2, smap_l3, ssmi_fcdr
 from pipeline.ingest.common import Granule, Swath
 
 __all__ = ["READERS", "Granule", "Reader", "Swath", "detect_family", "read_bytes", "read_h5"]
@@ -97,6 +97,3 @@ def read_bytes(data: bytes, name: str, family: str | None = None) -> Granule:
     with h5:
         return read_h5(h5, name, family)
 
-
-# Keep the module import explicit for readers of the registry.
-_ = common

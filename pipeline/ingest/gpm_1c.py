@@ -65,10 +65,8 @@ def _scan_times(grp) -> np.ndarray:
 
 
 def _read_swath(grp, sensor: str, name: str, label: str) -> common.Swath | None:
-    common.require(
-        grp, ["Latitude", "Longitude", "Tc", "Quality", *(f"ScanTime/{k}" for k in SCAN_TIME_FIELDS)],
-        name, f"{PRODUCT} swath {label}",
-    )
+    need = ["Latitude", "Longitude", "Tc", "Quality", *(f"ScanTime/{k}" for k in SCAN_TIME_FIELDS)]
+    common.require(grp, need, name, f"{PRODUCT} swath {label}")
     tc = grp["Tc"]
     if tc.ndim != 3:
         raise errors.InputDataError(f"{name}: {label}/Tc has {tc.ndim} dims, expected 3")

@@ -104,11 +104,12 @@ def read(h5, name: str) -> common.Granule:
         family="smap_l2",
         sensor="smap",
         swaths=(swath_from_group(grp, name, PRODUCT),),
-        product=_short_name(h5, "SPL2SMP"),
+        product=short_name(h5, "SPL2SMP"),
     )
 
 
-def _short_name(h5, default: str) -> str:
+def short_name(h5, default: str) -> str:
+    """``shortName CompositeReleaseID`` from the SMAP ``/Metadata`` tree, else ``default``."""
     try:
         ident = h5["Metadata/DatasetIdentification"].attrs
         crid = common.attr_text(ident.get("CompositeReleaseID", ""))

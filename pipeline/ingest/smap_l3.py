@@ -52,5 +52,5 @@ def read(h5, name: str) -> common.Granule:
         family="smap_l3",
         sensor="smap",
         swaths=tuple(swaths),
-        product=smap_l2._short_name(h5, "SPL3SMP"),
+        product=smap_l2.short_name(h5, "SPL3SMP"),
     )

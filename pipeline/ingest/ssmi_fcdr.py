@@ -43,8 +43,10 @@ def _channel(var, name: str) -> tuple[float, str]:
 
 
 def _read_resolution(h5, res: str, name: str) -> common.Swath | None:
-    tb_vars = sorted(k for k in h5.keys() if k.startswith("fcdr_tb") and k in h5
-                     and h5[k].shape == h5[f"lat_{res}"].shape) if f"lat_{res}" in h5 else []
+    if f"lat_{res}" not in h5:
+        return None
+    shape = h5[f"lat_{res}"].shape
+    tb_vars = sorted(k for k in h5.keys() if k.startswith("fcdr_tb") and h5[k].shape == shape)
     if not tb_vars:
         return None
     common.require(h5, [f"lon_{res}", f"scan_time_{res}", f"quality_{res}"], name, PRODUCT)
@@ -62,7 +64,9 @@ def _read_resolution(h5, res: str, name: str) -> common.Swath | None:
     nscan, npix = lat.shape
     secs = common.read_float(h5[f"scan_time_{res}"]).reshape(-1)
     if secs.shape != (nscan,):
-        raise errors.InputDataError(f"{name}: scan_time_{res} has {secs.shape[0]} scans, not {nscan}")
+        raise errors.InputDataError(
+            f"{name}: scan_time_{res} has {secs.shape[0]} scans, not {nscan}"
+        )
     ok = np.isfinite(secs)
     t = EPOCH + np.where(ok, np.round(secs * 1e3), 0).astype("timedelta64[ms]")
     t = np.where(ok, t, np.datetime64("NaT")).astype("datetime64[ns]")
