@@ -101,20 +101,22 @@ class Plan:
     stations: list[Station]
     towers: list[Station]
     calibration: dict[str, dict[str, dict[str, float]]]
-    lat: np.ndarray
-    lon: np.ndarray
-    ids: np.ndarray
-    surface: Surface
+    lat: np.ndarray | None  # whole window, flat (None when no stations/towers are placed)
+    lon: np.ndarray | None
+    ids: np.ndarray | None
+    surface: Surface | None
 
 
 def plan(spec: ArchiveSpec, seed: int) -> Plan:
     """Stations, tower sites and calibration of an archive (from the static surface only)."""
+    cal = {s: observe.calibration(s, seed, spec.settings.observation) for s in spec.sensors()}
+    if spec.stations_per_class <= 0 and spec.n_towers <= 0:  # no whole-window surface needed
+        return Plan([], [], cal, None, None, None, None)
     lat, lon, ids = cell_geometry(spec.grid, spec.window)
     surf = make_surface(seed, lat, lon, spec.settings.classes)
     st = (choose_stations(seed, surf.landcover, surf.water_fraction, ids, spec.stations_per_class)
           if spec.stations_per_class > 0 else [])
     tw = choose_towers(seed, surf, ids, spec.n_towers)
-    cal = {s: observe.calibration(s, seed, spec.settings.observation) for s in spec.sensors()}
     return Plan(st, tw, cal, lat, lon, ids, surf)
 
 

@@ -13,7 +13,8 @@ channels, the physics below; the dielectric and tau-omega pieces come from :mod:
 3. Meltwater ponds (liquid area fraction from :mod:`weather`, ≤ 0.2) are exposed smooth 0 °C
    water beside the snow-covered ground: ponding on frozen/saturated ground lowers TBh (the NPR
    spike at snowmelt that makes NPR thresholding report thaw too early).
-4. Snow layer: volume scattering optical depth κ₃₇ (f/37)^x · SWE of dry snow, albedo falling
+4. Snow layer: volume scattering optical depth κ₃₇ (f/37)^x · SWE_eff of dry snow (SWE_eff =
+   S (1 − exp(−SWE/S)), S = 200 mm: deep packs saturate), albedo falling
    above 37 GHz; liquid water absorbs (α ∝ f^0.9 × wetness × top 30 mm SWE).  TB = TB_below γ +
    T_snow (1 − ω_s)(1 − γ): dry snow lowers 36/89 GHz TB with SWE, wet snow raises TB toward
    T_snow and shrinks V − H.
@@ -96,7 +97,8 @@ def _kernel(fm: ForwardModel, freq, pol_v, inc_deg, x):
 
     # --- snow layer ----------------------------------------------------------------------------
     def snow_layer(tb_below):
-        swe = g["swe"] * has_snow
+        # scattering saturates in deep packs (e-folding S = 200 mm SWE, documented choice)
+        swe = fm.snow_saturation_mm * (1.0 - jnp.exp(-g["swe"] * has_snow / fm.snow_saturation_mm))
         wet = g["snow_wetness"]
         kappa = fm.snow_kappa_37 * (f / 37.0) ** fm.snow_kappa_exponent * swe * (1.0 - wet)
         alpha_w = jnp.where(f < 5.0, fm.wet_snow_alpha_lband,

@@ -59,10 +59,11 @@ class ForwardModel:
     frozen_tau_factor: float = 0.65  # canopy optical depth multiplier when the canopy is frozen
     residual_liquid: float = 0.03  # unfrozen liquid water in frozen soil [m3 m-3]
     # Snow: volume scattering per mm SWE at 37 GHz, its frequency exponent, albedo at 37 GHz
-    snow_kappa_37: float = 0.0018
+    snow_kappa_37: float = 0.0015
     snow_kappa_exponent: float = 1.5
-    snow_albedo_37: float = 0.92
-    snow_albedo_slope: float = 0.004  # albedo falls by this per GHz above 37 GHz
+    snow_albedo_37: float = 0.85
+    snow_albedo_slope: float = 0.010  # albedo falls by this per GHz above 37 GHz
+    snow_saturation_mm: float = 200.0  # SWE scale at which volume scattering saturates
     # Wet snow: absorption per mm SWE per unit wetness at 10 GHz, frequency exponent
     wet_snow_alpha_10: float = 0.05
     wet_snow_alpha_exponent: float = 0.9

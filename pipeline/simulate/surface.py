@@ -98,7 +98,8 @@ def make_surface(seed: int, lat: np.ndarray, lon: np.ndarray, classes) -> Surfac
     arctic = t_annual <= 266.5
     lc = np.where(arctic, np.where(u2 > 1.1, 10, 7), lc)
     lc = np.where((elevation > 1300.0) & (alat > 50.0), np.where(u1 > 0.2, 16, 7), lc)
-    lc = np.where((elevation > 1500.0) & (t_annual < 268.0), 15, lc)  # glaciers, ice fields
+    # glaciers and ice fields: high cold mountains, and anywhere too cold for summer snowmelt
+    lc = np.where(((elevation > 1500.0) & (t_annual < 268.0)) | (t_annual < 259.0), 15, lc)
     lc = lc.astype(np.int16)
 
     # Lakes: lowland lake districts (thermokarst, glacial) with 5–50 % open water.
