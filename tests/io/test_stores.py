@@ -6,7 +6,6 @@ The same code paths against a real S3 server are in test_s3.py.
 from __future__ import annotations
 
 import json
-import os
 import types
 from pathlib import Path
 
