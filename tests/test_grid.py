@@ -169,6 +169,10 @@ def test_outside_the_grid_is_minus_one():
     assert rows[2] >= 0 and cols[2] >= 0
     rows, cols = grid.latlon_to_rowcol("N36", [-10.0, -60.0], [0.0, 100.0])
     assert rows.tolist() == [-1, -1] and cols.tolist() == [-1, -1]
+    rows, cols = grid.latlon_to_rowcol("N36", [np.nan, 70.0], [0.0, np.nan])
+    assert rows.tolist() == [-1, -1] and cols.tolist() == [-1, -1]
+    lat, lon = grid.xy_to_latlon("M36", [0.0, 0.0], [np.nan, 1e9])  # off the map: NaN, no error
+    assert np.isnan(lat).all()
 
 
 # --- round trips ------------------------------------------------------------------------------
