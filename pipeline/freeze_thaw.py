@@ -247,7 +247,8 @@ def ft_features(tb: xr.Dataset, static: xr.Dataset | None = None) -> xr.DataArra
     """
     v, h = polarization_pair(tb)
     tbf = xr.concat([h, v, v - h], dim=dims.FEATURE, coords="minimal", compat="override")
-    tbf = tbf.assign_coords({dims.FEATURE: list(FEATURES)}).astype(np.float32)
+    tbf = _single_chunk(tbf.assign_coords({dims.FEATURE: list(FEATURES)}).astype(np.float32),
+                        dims.FEATURE)
     filled = xr.apply_ufunc(_fill_series, tbf, input_core_dims=[[dims.TIME]],
                             output_core_dims=[[dims.TIME]], dask="parallelized",
                             output_dtypes=[np.float32])
@@ -258,7 +259,13 @@ def ft_features(tb: xr.Dataset, static: xr.Dataset | None = None) -> xr.DataArra
         [c for c in (dims.LAT, dims.LON) if c in static.coords], errors="ignore")
     cond = cond.broadcast_like(filled.isel({dims.FEATURE: 0}, drop=True))
     cond = cond.transpose(dims.PASS, dims.Y, dims.X, dims.TIME, dims.FEATURE)
-    return xr.concat([filled, cond], dim=dims.FEATURE).rename("features")
+    out = xr.concat([filled, cond], dim=dims.FEATURE).rename("features")
+    return _single_chunk(out, dims.FEATURE)
+
+
+def _single_chunk(da: xr.DataArray, dim: str) -> xr.DataArray:
+    """One chunk along ``dim`` when dask-backed (a model's core dims); numpy input unchanged."""
+    return da.chunk({dim: -1}) if da.chunks is not None else da
 
 
 def ft_state_from_probability(p_thaw: xr.DataArray, observed: xr.DataArray) -> xr.DataArray:
@@ -329,3 +336,80 @@ def assemble_product(
     attrs = {k: tb.attrs[k] for k in ("grid", "grid_window", "sensor") if k in tb.attrs}
     return out.assign_attrs(attrs, title="tbcube freeze/thaw product",
                             Conventions="CF-1.10")
+
+
+# --- validation scores (pure; small station / grid arrays) ---------------------------------
+FROZEN_K = 273.15
+SPRING_MONTHS = (3, 4, 5, 6)
+
+
+def state_from_temperature(t_k: xr.DataArray) -> xr.DataArray:
+    """Reference state from a temperature [K]: 0 frozen (< 273.15 K), 1 thawed, −1 missing."""
+    return xr.where(t_k.notnull(), xr.where(t_k < FROZEN_K, 0, 1), -1).astype(np.int8)
+
+
+def score_states(predicted: xr.DataArray, reference: xr.DataArray, dim) -> dict:
+    """Contingency counts and rates of a retrieval vs a reference (0 frozen, 1 thawed, −1 skip).
+
+    Returns:
+      ``n``, ``accuracy``, ``confusion`` ``{pred_ref: count}`` (``fr_fr``, ``fr_th``, ``th_fr``,
+      ``th_th``), ``false_thaw_rate`` (thawed retrieved on reference-frozen days / frozen days),
+      ``false_freeze_rate`` (frozen retrieved on reference-thawed days / thawed days).
+    """
+    from pipeline import metrics
+
+    c = metrics.confusion_counts(predicted, reference, dim)
+    cnt = {f"{a}_{b}": int(c.sel(predicted=i, reference=j))
+           for i, a in ((0, "fr"), (1, "th")) for j, b in ((0, "fr"), (1, "th"))}
+    n = sum(cnt.values())
+    n_fr, n_th = cnt["fr_fr"] + cnt["th_fr"], cnt["fr_th"] + cnt["th_th"]
+    return {
+        "n": n,
+        "accuracy": (cnt["fr_fr"] + cnt["th_th"]) / n if n else None,
+        "confusion": cnt,
+        "false_thaw_rate": cnt["th_fr"] / n_fr if n_fr else None,
+        "false_freeze_rate": cnt["fr_th"] / n_th if n_th else None,
+    }
+
+
+def _onsets(series: np.ndarray, doy: np.ndarray, years: np.ndarray, persist: int) -> np.ndarray:
+    """[n_years, 2] spring-thaw and autumn-freeze onset day-of-year (NaN where none)."""
+    uniq = np.unique(years)
+    out = np.full((len(uniq), 2), np.nan)
+    for k, yr in enumerate(uniq):
+        sel = np.flatnonzero((years == yr) & (series >= 0))
+        s, d = series[sel], doy[sel]
+        for col, (want, lo, hi) in enumerate(((1, 32, 212), (0, 213, 366))):
+            for i in range(len(s) - persist + 1):
+                if lo <= d[i] <= hi and np.all(s[i:i + persist] == want):
+                    out[k, col] = d[i]
+                    break
+    return out
+
+
+def transition_errors(predicted: xr.DataArray, reference: xr.DataArray, *, persist: int = 5,
+                      series_dims=(dims.STATION, dims.PASS)) -> dict:
+    """Spring thaw-onset and autumn freeze-onset date errors (retrieved − reference) [days].
+
+    An onset is the first valid day (Feb–Jul for thaw, Aug–Dec for freeze) that starts
+    ``persist`` consecutive valid days of the new state, per series and calendar year.
+    Works eagerly on small station arrays (time, *series_dims).
+    """
+    t = predicted[dims.TIME]
+    doy, years = t.dt.dayofyear.values, t.dt.year.values
+    p = predicted.transpose(dims.TIME, *series_dims).values
+    r = reference.transpose(dims.TIME, *series_dims).values
+    p2, r2 = p.reshape(len(t), -1), r.reshape(len(t), -1)
+    errs = {"spring_thaw": [], "autumn_freeze": []}
+    for j in range(p2.shape[1]):
+        a = _onsets(p2[:, j], doy, years, persist)
+        b = _onsets(r2[:, j], doy, years, persist)
+        for col, key in enumerate(errs):
+            ok = np.isfinite(a[:, col]) & np.isfinite(b[:, col])
+            errs[key].extend((a[ok, col] - b[ok, col]).tolist())
+    out = {}
+    for key, e in errs.items():
+        e = np.asarray(e)
+        out[key] = {"n": int(e.size), "mean_error_days": float(e.mean()) if e.size else None,
+                    "mean_abs_error_days": float(np.abs(e).mean()) if e.size else None}
+    return out

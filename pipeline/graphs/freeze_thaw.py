@@ -24,7 +24,8 @@ from pipeline import apply, dims, errors, freeze_thaw, schema, training_data
 from pipeline.io import publish, stores
 
 __all__ = ["MODEL_NAME", "RunOptions", "TrainOptions", "bench_inference", "build_product",
-           "product_id", "run", "train", "train_model"]
+           "product_id", "run", "station_truth", "train", "train_model",
+           "validate", "validate_product"]
 
 MODEL_NAME = "ft_autoencoder"
 SENSOR = "smap"
@@ -240,6 +241,168 @@ def run(root: str, options: RunOptions = RunOptions(), *, ref: apply.ModelRef | 
                                   chunks=dims.pencil(dict(ds.sizes)))
     _log(progress, f"published {pid}")
     return url
+
+
+# --- validation ----------------------------------------------------------------------------
+NETWORK = "simnet"
+MAX_PROBE_DEPTH_M = 0.05
+
+
+def _station_cells(product: xr.Dataset, insitu: xr.Dataset):
+    """(station index, row, col) of the stations inside the product window."""
+    from pipeline import grid
+
+    g, w = grid.window_from_attrs(product.attrs)
+    rows, cols = grid.latlon_to_rowcol(g, insitu[dims.LAT].values, insitu[dims.LON].values)
+    r, c = np.asarray(rows) - w.row0, np.asarray(cols) - w.col0
+    inside = (r >= 0) & (r < product.sizes[dims.Y]) & (c >= 0) & (c < product.sizes[dims.X])
+    return np.flatnonzero(inside), r[inside].astype(int), c[inside].astype(int)
+
+
+def station_truth(insitu: xr.Dataset, dates: xr.DataArray, stations: np.ndarray,
+                  local_hours: dict[str, float]) -> xr.DataArray:
+    """Soil-temperature state (0 frozen, 1 thawed, −1 missing) at each pass's overpass hour.
+
+    The product's date is the local solar day; the overpass at local solar hour ``h`` and
+    station longitude λ is UTC ``date + h − λ/15`` hours, matched to the nearest station time
+    within half the station time step.
+
+    Returns:
+      int8 (time, pass, station).
+    """
+    st = insitu["soil_temperature"]
+    depth = float(st.attrs.get("depth_m", np.nan))
+    if not depth <= MAX_PROBE_DEPTH_M + 1e-6:
+        raise errors.InputDataError(
+            f"insitu: variable 'soil_temperature' depth_m {depth} > {MAX_PROBE_DEPTH_M} m")
+    st = st.isel({dims.STATION: stations}).load()
+    times = st[dims.TIME].values.astype("datetime64[s]").astype(np.int64)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 86400.0
+    lon = insitu[dims.LON].values[stations].astype(float)
+    day0 = dates.values.astype("datetime64[s]").astype(np.int64)
+    out = np.full((len(day0), len(local_hours), len(stations)), -1, np.int8)
+    vals = st.transpose(dims.TIME, dims.STATION).values
+    for k, (_, hour) in enumerate(local_hours.items()):
+        when = day0[:, None] + np.round((hour - lon[None, :] / 15.0) * 3600.0)
+        idx = np.clip(np.searchsorted(times, when), 1, len(times) - 1)
+        nearer = np.where(np.abs(times[idx - 1] - when) <= np.abs(times[idx] - when), idx - 1, idx)
+        ok = np.abs(times[nearer] - when) <= step / 2
+        t = np.take_along_axis(vals, nearer, axis=0)
+        state = np.where(np.isfinite(t), np.where(t < freeze_thaw.FROZEN_K, 0, 1), -1)
+        out[:, k, :] = np.where(ok, state, -1)
+    return xr.DataArray(out, dims=(dims.TIME, dims.PASS, dims.STATION),
+                        coords={dims.TIME: dates.values, dims.PASS: list(local_hours),
+                                dims.STATION: insitu[dims.STATION].values[stations]})
+
+
+def _by_class(pred, ref, classes: xr.DataArray, names: list[str], dim) -> dict:
+    out = {}
+    for i, name in enumerate(names):
+        sel = classes == i
+        if bool(sel.any()):
+            out[name] = freeze_thaw.score_states(pred.where(sel, -1), ref.where(sel, -1), dim)
+            out[name]["n_stations"] = int(sel.sum()) if dims.STATION in classes.dims else None
+    return out
+
+
+def validate_product(product: xr.Dataset, static: xr.Dataset, insitu: xr.Dataset | None,
+                     truth: xr.Dataset | None, local_hours: dict[str, float]) -> tuple[dict, dict]:
+    """Scores of the AE (``ft_state``) and NPR (``ft_state_npr``) retrievals.
+
+    Returns:
+      (report dict, arrays for figures).
+    """
+    methods = {"autoencoder": dims.FT_STATE, "npr": dims.FT_STATE_NPR}
+    lc_names = list(freeze_thaw.LANDCOVER_GROUPS)
+    wb_names = [f"{a:g}-{min(b, 1):g}" for a, b in zip(freeze_thaw.WATER_BINS[:-1],
+                                                      freeze_thaw.WATER_BINS[1:], strict=True)]
+    lc = freeze_thaw.landcover_group(static["landcover"]).load()
+    wb = freeze_thaw.water_bin(static["water_fraction"]).load()
+    report: dict = {"methods": methods, "landcover_groups": freeze_thaw.LANDCOVER_GROUPS,
+                    "water_bins": wb_names}
+    figs: dict = {}
+    if insitu is not None:
+        idx, rows, cols = _station_cells(product, insitu)
+        pts = {dims.Y: xr.DataArray(rows, dims=dims.STATION),
+               dims.X: xr.DataArray(cols, dims=dims.STATION)}
+        sub = product[[dims.FT_STATE, dims.FT_STATE_NPR, dims.THAW_PROBABILITY]].isel(pts).load()
+        ref = station_truth(insitu, product[dims.TIME], idx, local_hours)
+        sub = sub.assign_coords({dims.STATION: ref[dims.STATION].values})
+        st_lc, st_wb = lc.isel(pts), wb.isel(pts)
+        st_lc = st_lc.assign_coords({dims.STATION: ref[dims.STATION].values})
+        st_wb = st_wb.assign_coords({dims.STATION: ref[dims.STATION].values})
+        alld = (dims.TIME, dims.PASS, dims.STATION)
+        spring = sub[dims.TIME].dt.month.isin(list(freeze_thaw.SPRING_MONTHS))
+        stations = {"n_stations": int(len(idx)), "max_probe_depth_m": MAX_PROBE_DEPTH_M}
+        for m, var in methods.items():
+            pred = sub[var].fillna(-1).astype(np.int8)
+            stations[m] = {
+                "overall": freeze_thaw.score_states(pred, ref, alld),
+                "by_pass": {p: freeze_thaw.score_states(pred.sel({dims.PASS: p}),
+                                                        ref.sel({dims.PASS: p}),
+                                                        (dims.TIME, dims.STATION))
+                            for p in local_hours},
+                "by_landcover": _by_class(pred, ref, st_lc, lc_names, alld),
+                "by_water_fraction": _by_class(pred, ref, st_wb, wb_names, alld),
+                "spring_mar_jun": freeze_thaw.score_states(pred.where(spring, -1),
+                                                           ref.where(spring, -1), alld),
+                "transitions": freeze_thaw.transition_errors(pred, ref),
+            }
+        report["stations"] = stations
+        figs["stations"] = (sub, ref)
+    if truth is not None:
+        tf = truth["frozen"].sel({dims.TIME: product[dims.TIME]})
+        if dims.PASS not in tf.dims:
+            tf = tf.expand_dims({dims.PASS: product[dims.PASS].values})
+        ref_g = xr.where(tf == 1, 0, 1).astype(np.int8).load()
+        alld = (dims.TIME, dims.PASS, dims.Y, dims.X)
+        gridded = {}
+        for m, var in methods.items():
+            pred = product[var].fillna(-1).astype(np.int8).load()
+            ok = (pred >= 0)
+            figs[f"map_{m}"] = ((pred == ref_g) & ok).sum((dims.TIME, dims.PASS)) / ok.sum(
+                (dims.TIME, dims.PASS))
+            gridded[m] = {"overall": freeze_thaw.score_states(pred, ref_g, alld),
+                          "by_landcover": _by_class(pred, ref_g, lc, lc_names, alld)}
+        report["gridded_truth"] = gridded
+    return report, figs
+
+
+def validate(root: str, *, network: str = NETWORK, storage_options=None,
+             progress: Progress = None) -> str:
+    """Score the current ``ft-smap-{grid}-v1`` against stations and gridded truth.
+
+    Writes ``{root}/reports/ft-validation.json`` and PNG figures beside it; returns the JSON URL.
+    """
+    from pipeline import sensors
+
+    tb = stores.open_dataset(stores.tb_url(root, SENSOR), storage_options=storage_options)
+    grid_name = tb.attrs["grid"]
+    pid = product_id(grid_name)
+    product = publish.open_product(root, pid, storage_options=storage_options)
+    static = stores.open_dataset(stores.static_url(root, grid_name),
+                                 storage_options=storage_options).load()
+    i_url = stores.insitu_url(root, network)
+    insitu = (stores.open_dataset(i_url, storage_options=storage_options)
+              if stores.exists(i_url, storage_options) else None)
+    t_url = stores.truth_url(root, grid_name)
+    truth = (stores.open_dataset(t_url, storage_options=storage_options)
+             if stores.exists(t_url, storage_options) else None)
+    if insitu is None and truth is None:
+        raise errors.StoreNotFound(f"{i_url}: no station store and no {t_url}: nothing to score")
+    hours = dict(sensors.get(SENSOR).local_time_h)
+    report, figs = validate_product(product, static, insitu, truth, hours)
+    report.update(product_id=pid, product_url=publish.current_url(root, pid, storage_options),
+                  network=network if insitu is not None else None)
+    from pipeline.graphs import ft_figures
+
+    for name, png in ft_figures.render(figs, report).items():
+        url = stores.reports_url(root, f"ft-{name}.png")
+        stores.write_bytes(url, png, storage_options)
+        report.setdefault("figures", {})[name] = url
+        _log(progress, f"figure {url}")
+    return stores.write_json(stores.reports_url(root, "ft-validation.json"), report,
+                             storage_options)
 
 
 # --- benchmark -----------------------------------------------------------------------------
