@@ -133,3 +133,22 @@ def test_grid_mismatch_with_existing_store_is_refused(tmp_path, granules):
     assert rep["files"][0]["status"] == "failed"
     assert "window [190, 196, 213, 219]" in rep["files"][0]["error"]
     assert "\n" not in rep["files"][0]["error"]
+
+
+@pytest.mark.slow
+def test_distributed_client_gives_the_same_store(tmp_path, granules, dask_client):
+    a, b, c = granules
+    ref = tmp_path / "sync"
+    _ingest([a, b, c], ref)
+    dist = tmp_path / "dist"
+    distributed = pytest.importorskip("distributed")
+    with distributed.get_task_stream(dask_client) as ts:
+        rep = graph.ingest_files([str(a), str(b), str(c)], str(dist), target="N36",
+                                 window=WINDOW)
+    assert rep["status_counts"] == {"ingested": 3}
+    # Phase 1 ran as one task per file on the cluster's workers.
+    names = [t["key"][0] if isinstance(t["key"], tuple) else t["key"] for t in ts.data]
+    assert sum(str(k).startswith("process_file") for k in names) == 3
+    s = stores.open_dataset(stores.tb_url(str(ref), "smap")).load()
+    t = stores.open_dataset(stores.tb_url(str(dist), "smap")).load()
+    xr.testing.assert_identical(s.drop_attrs(), t.drop_attrs())
