@@ -311,10 +311,18 @@ def _translated(url: str, action: str, storage_options: Mapping[str, Any] | None
 
 # --- filesystem ---------------------------------------------------------------------------
 def _fs(url: str, storage_options: Mapping[str, Any] | None):
+    """``(filesystem, path)`` for ``url``, with no stale listing cached for ``path``.
+
+    fsspec reuses filesystem instances, and s3fs answers ``exists``/``info`` from cached
+    directory listings; another process (a Dask worker, a concurrent job) may have written
+    since, so the cache for the path and its parents is dropped first.
+    """
     local = _local_path(url)
     if local is not None:
         return fsspec.filesystem("file"), os.path.abspath(local)
-    return fsspec.core.url_to_fs(str(url), **_options(url, storage_options))
+    fs, path = fsspec.core.url_to_fs(str(url), **_options(url, storage_options))
+    fs.invalidate_cache(path)
+    return fs, path
 
 
 def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:

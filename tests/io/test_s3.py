@@ -234,3 +234,15 @@ def test_secret_is_never_written_into_attrs(s3_server, s3_root):
         stores.write_dataset(ds, f"{s3_root}/leak.zarr", storage_options=s3_server.storage_options)
     assert s3_server.secret not in str(info.value)
     assert not stores.exists(f"{s3_root}/leak.zarr", storage_options=s3_server.storage_options)
+
+
+def test_existence_is_not_answered_from_a_stale_listing(s3_server, s3_root):
+    """Another client writes after this process listed the prefix: the store must be found."""
+    opts = s3_server.storage_options
+    url = f"{s3_root}/late.zarr"
+    stores.write_bytes(f"{s3_root}/other.json", b"{}", storage_options=opts)
+    cached = s3fs.S3FileSystem(**opts)  # the instance stores.* reuse (fsspec instance cache)
+    cached.ls(s3_root.removeprefix("s3://"))  # populate its listing cache
+    stores.write_dataset(_tb(), url, storage_options={**opts, "skip_instance_cache": True})
+    assert stores.exists(url, storage_options=opts)
+    xr.testing.assert_identical(stores.open_dataset(url, storage_options=opts).load(), _tb())
