@@ -285,11 +285,13 @@ def ingest_files(
             r.status = "ingested"
         if acc is None:
             continue
-        if sensor == "smap":
-            lat = grid.grid_coords(g, w)[dims.LAT].values
-            checks["smap_ft_npr_baseline"] = ft_check.ft_baseline_summary(acc, lat)
         _merge_into_store(acc, url, sensor, g, w, entries, history_line, storage_options)
         checks.setdefault("schema", {})[sensor] = _check_schema(url, sensor, storage_options)
+        if sensor == "smap":
+            written = stores.open_dataset(url, storage_options=storage_options)
+            ftf = acc.get(gridding.ANCILLARY_PREFIX + "freeze_thaw_fraction")
+            checks["smap_ft_npr_baseline"] = ft_check.ft_baseline_summary(
+                written.sel({dims.TIME: acc[dims.TIME].values}).load(), ftf)
         stores_written[sensor] = url
     for r in results:
         r.gridded = None

@@ -23,8 +23,6 @@ from pipeline.qc import QC
 
 THRESHOLD = 0.5
 FTF_FROZEN = 0.5
-V, H = "1.41V", "1.41H"
-FTF = "anc_freeze_thaw_fraction"
 
 
 def _domain_stats(npr, state, ftf, mask) -> dict:
@@ -48,8 +46,8 @@ def _domain_stats(npr, state, ftf, mask) -> dict:
 
 
 def ft_baseline_summary(
-    gridded: xr.Dataset,
-    lat: np.ndarray,
+    tb: xr.Dataset,
+    freeze_thaw_fraction: xr.DataArray | None = None,
     *,
     min_lat_deg: float = 60.0,
     npr_fr: float = freeze_thaw.CLIMATOLOGICAL_NPR_FR,
@@ -58,18 +56,23 @@ def ft_baseline_summary(
 ) -> dict:
     """NPR-baseline frozen fraction north of ``min_lat_deg`` and agreement with the granule.
 
+    NPR comes from :func:`pipeline.freeze_thaw.compute_npr` on the archive itself, the state
+    from :func:`pipeline.freeze_thaw.npr_state_from_references` (0 frozen, 1 thawed, −1
+    missing) — the same stages that process simulated archives.
+
     Args:
-      gridded: Gridded SMAP TB (``tb`` with channels 1.41V/1.41H, ``quality_flag``, optional
-        ``anc_freeze_thaw_fraction``), (time, pass, channel, y, x) / (time, pass, y, x).
-      lat: Cell-centre latitude [deg], (y, x).
+      tb: A data-contract SMAP TB dataset (``tb`` with ``frequency_ghz``/``polarization``,
+        ``quality_flag``, ``lat``), (time, pass, channel, y, x).
+      freeze_thaw_fraction: The granules' own frozen fraction [0-1], (time, pass, y, x) on the
+        same grid, or None.
       min_lat_deg: Southern limit of the reported domain [deg N].
       npr_fr, npr_th: Frozen / thawed NPR references [1].
       threshold: Δ threshold [1].
 
     Returns:
       JSON-ready dict; ``by_day_pass`` lists, per (local date, pass) with data, the ``all`` and
-      ``land`` domains: cell count, median NPR, NPR frozen fraction, and where the granule has
-      ``freeze_thaw_fraction`` its frozen fraction and the per-cell agreement.
+      ``land`` domains: cell count, median NPR, NPR frozen fraction, and where
+      ``freeze_thaw_fraction`` is given its frozen fraction and the per-cell agreement.
     """
     out = {
         "method": "NPR seasonal-threshold form with climatological constant references "
@@ -81,20 +84,21 @@ def ft_baseline_summary(
         "granule_frozen_if_freeze_thaw_fraction_ge": FTF_FROZEN,
         "by_day_pass": [],
     }
-    north = np.asarray(lat) >= min_lat_deg
-    for t in gridded[dims.TIME].values:
-        for p in gridded[dims.PASS].values:
-            sel = gridded.sel({dims.TIME: t, dims.PASS: p})
-            v = sel[dims.TB].sel({dims.CHANNEL: V}).values.astype(np.float64)
-            h = sel[dims.TB].sel({dims.CHANNEL: H}).values.astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                npr = (v - h) / (v + h)
+    npr_all = freeze_thaw.compute_npr(tb)
+    state_all = freeze_thaw.npr_state_from_references(npr_all, npr_fr, npr_th, threshold)
+    north = np.asarray(tb[dims.LAT]) >= min_lat_deg
+    for t in tb[dims.TIME].values:
+        for p in tb[dims.PASS].values:
+            at = {dims.TIME: t, dims.PASS: p}
+            npr = npr_all.sel(at).transpose(dims.Y, dims.X).values.astype(np.float64)
             if not (north & np.isfinite(npr)).any():
                 continue
-            state = np.asarray(freeze_thaw.npr_state_from_references(
-                np.where(north, npr, np.nan), npr_fr, npr_th, threshold))
-            water = (sel[dims.QUALITY_FLAG].values & int(QC.WATER_CONTAMINATION)) != 0
-            ftf = sel[FTF].values.astype(np.float64) if FTF in sel else None
+            state = state_all.sel(at).transpose(dims.Y, dims.X).values
+            qf = tb[dims.QUALITY_FLAG].sel(at).transpose(dims.Y, dims.X).values
+            water = (qf & int(QC.WATER_CONTAMINATION)) != 0
+            ftf = None
+            if freeze_thaw_fraction is not None and t in freeze_thaw_fraction[dims.TIME].values:
+                ftf = freeze_thaw_fraction.sel(at).transpose(dims.Y, dims.X).values.astype(float)
             out["by_day_pass"].append({
                 "date": str(np.datetime_as_string(t, "D")),
                 "pass": str(p),
