@@ -154,13 +154,21 @@ class Block:
     towers: dict[str, dict[str, np.ndarray]]  # site id → var → (T,)
 
 
+def optical_depth_l(settings: Settings, surf: Surface, w: Weather, ti, ci) -> np.ndarray:
+    """L-band nadir vegetation optical depth above the snow (phenology, burial by snow)."""
+    lc = surf.landcover[ci]
+    tmin, tmax = settings.class_param("tau_min")[lc], settings.class_param("tau_max")[lc]
+    depth = w.swe[ti, ci] / settings.forward.snow_density_kg_m3
+    burial = np.exp(-depth / settings.class_param("height_m")[lc])
+    return surf.veg_scale[ci] * (tmin + (tmax - tmin) * w.phenology[ti, ci]) * burial
+
+
 def _scenes(spec: ArchiveSpec, surf: Surface, w: Weather, ti, ci, hour, rain_now) -> dict:
     """Emission-kernel inputs for M (day, cell, hour) points."""
     st = at_hour(w, ti, ci, hour, spec.settings)
     cls = spec.settings
     lc = surf.landcover[ci]
-    tmin, tmax = cls.class_param("tau_min")[lc], cls.class_param("tau_max")[lc]
-    tau_l = surf.veg_scale[ci] * (tmin + (tmax - tmin) * w.phenology[ti, ci])
+    tau_l = optical_depth_l(cls, surf, w, ti, ci)
     return {
         "sm_liquid": st.sm_liquid, "sm_total": st.sm_total, "ice_fraction": st.ice_fraction,
         "clay": surf.clay[ci], "sand": surf.sand[ci], "bulk_density": surf.bulk_density[ci],
@@ -205,10 +213,8 @@ def simulate_block(spec: ArchiveSpec, seed: int, block: grid.Window, pl: Plan) -
         return np.stack([grid3(fn(states[p])) for p in ("am", "pm")], axis=1).astype(dtype)
 
     lc = surf.landcover
-    tmin = spec.settings.class_param("tau_min")[lc]
-    tmax = spec.settings.class_param("tau_max")[lc]
     vod_pol = spec.settings.class_param("vod_pol")[lc]
-    tau_l = surf.veg_scale * (tmin + (tmax - tmin) * w.phenology)  # (T, N)
+    tau_l = optical_depth_l(spec.settings, surf, w, ti, ci)  # (T, N)
     vod = np.empty((nt, 2, len(VOD_FREQUENCIES_GHZ), ny, nx), np.float32)
     for pi, p in enumerate(("am", "pm")):
         frz = np.where(states[p].canopy_frozen, fm.frozen_tau_factor, 1.0)

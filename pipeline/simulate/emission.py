@@ -19,7 +19,8 @@ channels, the physics below; the dielectric and tau-omega pieces come from :mod:
    T_snow (1 − ω_s)(1 − γ): dry snow lowers 36/89 GHz TB with SWE, wet snow raises TB toward
    T_snow and shrinks V − H.
 5. Canopy: tau-omega (``models.tau_omega.tb_tau_omega``) with τ(f) = τ_L (f/1.41)^x, τ_V = τ_H ×
-   vod_pol, × ``frozen_tau_factor`` when the canopy is frozen, ω(f) = ω_L + s ln(f/1.41).
+   vod_pol, × ``frozen_tau_factor`` when the canopy is frozen, ω(f) = ω_L + s ln(f/1.41); snow
+   buries short vegetation (τ_L × exp(−snow depth / canopy height), applied by the caller).
 6. Lakes: open water Fresnel (``water``), ice cover blends towards the emissivity of an ice slab
    (``ice``) with e-folding thickness ∝ 1/f; area-weighted with the land part.
 7. Atmosphere: zenith opacity = dry (0.007 + 0.0008 f) + water vapour (continuum 1e-5 f² +

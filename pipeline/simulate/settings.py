@@ -13,7 +13,8 @@ import json
 
 # Land-cover classes: IGBP code → parameters.  tau_* are L-band nadir vegetation optical depths
 # (seasonal minimum and maximum), omega the L-band single-scattering albedo, h the roughness
-# parameter (Wang & Choudhury), vod_pol the ratio tau_V / tau_H.  pft is the SMAP L4C PFT.
+# parameter (Wang & Choudhury), vod_pol the ratio tau_V / tau_H, height_m the canopy height
+# (snow of depth d leaves exp(-d / height) of the optical depth above it).  pft is the L4C PFT.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,19 +30,20 @@ class LandClass:
     h: float
     vod_pol: float
     deciduous: bool
+    height_m: float  # canopy height: snow deeper than this buries the vegetation
 
 
 CLASSES: tuple[LandClass, ...] = (
-    LandClass(1, "evergreen needleleaf forest", 1, 0.50, 0.68, 0.07, 0.16, 1.05, False),
-    LandClass(2, "evergreen broadleaf forest", 2, 0.95, 1.15, 0.08, 0.16, 1.05, False),
-    LandClass(3, "deciduous needleleaf forest", 3, 0.28, 0.60, 0.07, 0.16, 1.06, True),
-    LandClass(4, "deciduous broadleaf forest", 4, 0.25, 0.70, 0.07, 0.16, 1.06, True),
-    LandClass(7, "open shrubland / tundra", 5, 0.14, 0.30, 0.05, 0.16, 1.08, True),
-    LandClass(9, "savanna", 6, 0.15, 0.40, 0.06, 0.13, 1.08, True),
-    LandClass(10, "grassland", 6, 0.06, 0.25, 0.05, 0.15, 1.10, True),
-    LandClass(12, "cropland", 7, 0.03, 0.45, 0.05, 0.13, 1.12, True),
-    LandClass(15, "permanent snow and ice", 0, 0.0, 0.0, 0.0, 0.10, 1.0, False),
-    LandClass(16, "barren", 0, 0.0, 0.02, 0.0, 0.09, 1.0, False),
+    LandClass(1, "evergreen needleleaf forest", 1, 0.50, 0.68, 0.07, 0.16, 1.05, False, 15.0),
+    LandClass(2, "evergreen broadleaf forest", 2, 0.95, 1.15, 0.08, 0.16, 1.05, False, 25.0),
+    LandClass(3, "deciduous needleleaf forest", 3, 0.28, 0.60, 0.07, 0.16, 1.06, True, 12.0),
+    LandClass(4, "deciduous broadleaf forest", 4, 0.25, 0.70, 0.07, 0.16, 1.06, True, 15.0),
+    LandClass(7, "open shrubland / tundra", 5, 0.14, 0.30, 0.05, 0.16, 1.08, True, 0.3),
+    LandClass(9, "savanna", 6, 0.15, 0.40, 0.06, 0.13, 1.08, True, 3.0),
+    LandClass(10, "grassland", 6, 0.06, 0.25, 0.05, 0.15, 1.10, True, 0.5),
+    LandClass(12, "cropland", 7, 0.03, 0.45, 0.05, 0.13, 1.12, True, 1.0),
+    LandClass(15, "permanent snow and ice", 0, 0.0, 0.0, 0.0, 0.10, 1.0, False, 0.1),
+    LandClass(16, "barren", 0, 0.0, 0.02, 0.0, 0.09, 1.0, False, 0.1),
 )
 CLASS_BY_IGBP: dict[int, LandClass] = {c.igbp: c for c in CLASSES}
 
