@@ -107,3 +107,14 @@ def test_cli_exit_code_and_summary(tmp_path, fake_smap_l2, capsys):
     out = capsys.readouterr()
     assert "already_ingested" in out.err
     assert out.out.strip().endswith(".json")
+
+
+@pytest.mark.realdata
+def test_corrupt_compressed_data_in_a_real_granule(tmp_path, smap_l3_file):
+    data = bytearray(smap_l3_file.read_bytes())
+    mid = len(data) // 2  # inside the gzip-compressed TB chunks of this granule
+    data[mid : mid + 20000] = bytes(20000)
+    with pytest.raises(errors.InputDataError) as e:
+        ingest.read_bytes(bytes(data), "corrupt_l3.h5")
+    msg = str(e.value)
+    assert msg.startswith("corrupt_l3.h5: unreadable smap_l3 data") and "\n" not in msg
