@@ -94,17 +94,20 @@ class ReferenceWindows:
 
 
 def polarization_pair(tb: xr.Dataset, frequency_ghz: float = 1.41) -> tuple[xr.DataArray, ...]:
-    """(TBv, TBh) [K] at the channel frequency nearest ``frequency_ghz``, dims without channel."""
-    freq = tb[dims.FREQUENCY_COORD]
-    pol = tb[dims.POLARIZATION_COORD]
-    dist = np.abs(np.asarray(freq, dtype=float) - frequency_ghz)
-    target = float(np.asarray(freq)[np.argmin(dist)])
+    """(TBv, TBh) [K] at the channel frequency nearest ``frequency_ghz``, dims without channel.
+
+    Channels are identified by their labels (frequency in GHz + ``V``/``H``, data-contract), an
+    index coordinate, so no lazy coordinate is computed.
+    """
+    labels = [str(c) for c in tb.indexes[dims.CHANNEL]]
+    freq = np.array([float(c[:-1]) for c in labels])
+    target = freq[np.argmin(np.abs(freq - frequency_ghz))]
     pick = {}
     for p in ("V", "H"):
-        sel = (np.asarray(freq) == target) & (np.asarray(pol).astype(str) == p)
-        if not sel.any():
-            raise ValueError(f"tb: no {target} GHz {p} channel")
-        pick[p] = tb[dims.TB].isel({dims.CHANNEL: int(np.flatnonzero(sel)[0])}, drop=True)
+        hits = [i for i, c in enumerate(labels) if c.endswith(p) and freq[i] == target]
+        if not hits:
+            raise ValueError(f"tb: no {target:g} GHz {p} channel in {labels}")
+        pick[p] = tb[dims.TB].isel({dims.CHANNEL: hits[0]}, drop=True)
     return pick["V"], pick["H"]
 
 
@@ -179,7 +182,8 @@ def npr_state_from_references(npr, npr_fr, npr_th, threshold=0.5):
       int8 state, −1 where NPR or a reference is missing or the references are degenerate
       (NPR_th ≤ NPR_fr).
     """
-    delta = (npr - npr_fr) / (npr_th - npr_fr)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = (npr - npr_fr) / (npr_th - npr_fr)
     ok = np.isfinite(delta) & (npr_th > npr_fr)
     if isinstance(delta, xr.DataArray):
         state = xr.where(ok, xr.where(delta < threshold, 0, 1), -1).astype(np.int8)

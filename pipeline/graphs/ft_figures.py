@@ -21,19 +21,20 @@ def _png(fig) -> bytes:
 
 
 def _station_series(sub, ref) -> bytes:
-    """The station with the most frozen reference days: P(thaw), both states and the truth."""
+    """The station with the most days of its rarer state: P(thaw), both states and the truth."""
     import matplotlib.pyplot as plt
 
-    frozen_days = (ref == 0).sum((dims.TIME, dims.PASS))
-    k = int(np.argmax(frozen_days.values))
+    both = np.minimum((ref == 0).sum((dims.TIME, dims.PASS)).values,
+                      (ref == 1).sum((dims.TIME, dims.PASS)).values)
+    k = int(np.argmax(both))
     s = sub.isel({dims.STATION: k}).sel({dims.PASS: "am"})
     r = ref.isel({dims.STATION: k}).sel({dims.PASS: "am"})
     t = s[dims.TIME].values
     fig, ax = plt.subplots(figsize=(11, 3.6))
     ax.plot(t, s[dims.THAW_PROBABILITY], lw=0.8, color="k", label="AE P(thaw)")
     rv = r.where(r >= 0)
-    ax.fill_between(t, 0, 1, where=(rv == 1).values, color="tab:orange", alpha=0.15,
-                    label="station thawed (≤5 cm soil ≥ 0 °C)", step="mid")
+    ax.fill_between(t, 0, 1, where=(rv == 1).values, color="tab:orange", alpha=0.25,
+                    label="station thawed (≤5 cm soil ≥ 0 °C)", step="mid", lw=0)
     for var, y, color, label in ((dims.FT_STATE, 1.06, "tab:blue", "AE state"),
                                  (dims.FT_STATE_NPR, 1.12, "tab:red", "NPR state")):
         v = s[var].where(s[var] >= 0)

@@ -1,0 +1,205 @@
+"""Freeze/thaw stages, segments, product and validation scores (synthetic + simulated truth)."""
+
+from __future__ import annotations
+
+import dask
+import hypothesis
+import hypothesis.strategies as st
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipeline import dims, freeze_thaw, qc, schema, training_data
+from tests.fixtures.ft import synthetic_ft
+
+TB, TRUTH, STATIC = synthetic_ft()
+
+
+def _fail(*args, **kwargs):
+    raise AssertionError("a stage computed its dask-backed input")
+
+
+def test_npr_formula():
+    v, h = TB[dims.TB].sel(channel="1.41V"), TB[dims.TB].sel(channel="1.41H")
+    npr = freeze_thaw.compute_npr(TB)
+    np.testing.assert_allclose(npr.values, ((v - h) / (v + h)).values, rtol=1e-6)
+    assert npr.dtype == np.float32 and npr.attrs["units"] == "1"
+
+
+def test_state_from_references_numpy_and_dataarray():
+    npr = np.array([0.010, 0.0199, 0.0201, 0.05, np.nan])
+    got = freeze_thaw.npr_state_from_references(npr, 0.015, 0.025)
+    # Δ = (npr − 0.015)/0.01: −0.5, 0.49, 0.51, 3.5, NaN → frozen, frozen, thawed, thawed, −1.
+    np.testing.assert_array_equal(got, [0, 0, 1, 1, -1])
+    assert got.dtype == np.int8
+    # Per-cell threshold and degenerate references (th ≤ fr) → −1.
+    got = freeze_thaw.npr_state_from_references(np.array([0.02, 0.02]), np.array([0.015, 0.02]),
+                                                np.array([0.025, 0.02]), np.array([0.6, 0.5]))
+    np.testing.assert_array_equal(got, [0, -1])
+    da = freeze_thaw.npr_state_from_references(xr.DataArray(npr, dims="t"), 0.015, 0.025)
+    np.testing.assert_array_equal(da.values, [0, 0, 1, 1, -1])
+    clim = freeze_thaw.npr_state_from_references(
+        np.array([0.0145, 0.025]), freeze_thaw.CLIMATOLOGICAL_NPR_FR,
+        freeze_thaw.CLIMATOLOGICAL_NPR_TH)
+    np.testing.assert_array_equal(clim, [0, 1])
+
+
+def test_month_references_recover_the_frozen_and_thawed_npr():
+    npr = freeze_thaw.compute_npr(TB)
+    refs = freeze_thaw.npr_references(npr, freeze_thaw.ReferenceWindows())
+    frozen = TRUTH["frozen"] == 1
+    # Independent: the mean NPR of days that are truly frozen in Jan–Feb / thawed in Jul–Aug.
+    m = npr[dims.TIME].dt.month
+    want_fr = npr.where(frozen & m.isin([1, 2])).mean(dims.TIME)
+    want_th = npr.where(~frozen & m.isin([7, 8])).mean(dims.TIME)
+    np.testing.assert_allclose(refs["npr_fr"], want_fr, atol=1.5e-3)
+    np.testing.assert_allclose(refs["npr_th"], want_th, atol=1.5e-3)
+    assert bool(refs["reference_valid"].all())
+    temp = freeze_thaw.npr_references(
+        npr, freeze_thaw.ReferenceWindows(method="temperature"), TRUTH)
+    np.testing.assert_allclose(temp["npr_fr"], refs["npr_fr"], atol=2e-3)
+    short = freeze_thaw.npr_references(npr, freeze_thaw.ReferenceWindows(min_days=10_000))
+    assert not bool(short["reference_valid"].any())
+
+
+def test_npr_baseline_skill_and_snowmelt_false_thaws():
+    npr = freeze_thaw.compute_npr(TB)
+    refs = freeze_thaw.npr_references(npr, freeze_thaw.ReferenceWindows())
+    base = freeze_thaw.retrieve_npr(TB, refs)
+    ref = xr.where(TRUTH["frozen"] == 1, 0, 1)
+    s = freeze_thaw.score_states(base[dims.FT_STATE_NPR], ref, base[dims.FT_STATE_NPR].dims)
+    assert s["accuracy"] > 0.9
+    # The synthetic wet-snow days (TBh −20 K on frozen ground) are NPR false thaws.
+    assert s["confusion"]["th_fr"] > 0.5 * 10 * 2 * 2 * STATIC.landcover.size * 0.9
+
+
+def test_runs_to_segments_by_hand():
+    rules = training_data.SegmentRules(min_days=3, max_len=4, min_observed_fraction=0.5)
+    labels = np.array([1, 1, 1, 1, 1, 1, -1, 0, 0, 0, 1, 1])
+    obs = np.array([1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1], bool)
+    got = training_data.runs_to_segments(labels, obs, rules)
+    # Frozen run 0–6 splits into [0, 4) and [4, 6)→ too short; thawed 7–10 has 1/3 observed;
+    # the final frozen run is 2 days.
+    assert got == [(0, 4, 1)]
+
+
+def test_segments_are_labelled_by_the_temperature_thresholds():
+    rules = training_data.SegmentRules(max_len=32)
+    seg = training_data.build_segments(TB, TRUTH, STATIC, rules, tile=2)
+    assert len(seg) > 50 and set(np.unique(seg.label)) == {0, 1}
+    assert seg.x.shape[1:] == (32, 3 + len(freeze_thaw.LANDCOVER_GROUPS) + 1)
+    assert (seg.length >= rules.min_days).all() and (seg.length <= 32).all()
+    assert not seg.mask[np.arange(32)[None] >= seg.length[:, None]].any()
+    # Frozen segments have the large winter TBh, thawed ones the low summer TBh (K).
+    tbh = np.where(seg.mask, seg.x[..., 0], np.nan)
+    assert np.nanmean(tbh[seg.label == 1]) > np.nanmean(tbh[seg.label == 0]) + 5
+
+
+def test_gap_filling_is_linear_in_time_and_flags_unobserved_days():
+    tb = TB.isel({dims.Y: [0], dims.X: [0]}).copy(deep=True)
+    ramp = np.linspace(200, 260, tb.sizes[dims.TIME], dtype=np.float32)
+    data = np.broadcast_to(ramp[:, None, None, None, None], tb[dims.TB].shape).copy()
+    data[10:15] = np.nan
+    data[0:3] = np.nan
+    tb[dims.TB].values[:] = data
+    feat = freeze_thaw.ft_features(tb).sel({dims.FEATURE: "tbh", dims.PASS: "am"})
+    np.testing.assert_allclose(feat.values[0, 0, 10:15], ramp[10:15], rtol=1e-6)
+    np.testing.assert_allclose(feat.values[0, 0, 0:3], ramp[3], rtol=1e-6)
+    obs = freeze_thaw.observed_mask(tb)
+    assert not bool(obs.isel({dims.TIME: slice(10, 15)}).any())
+
+
+def test_stages_are_lazy_on_dask_input():
+    lazy = TB.chunk({dims.Y: 2, dims.X: 2})
+    with dask.config.set(scheduler=_fail):
+        npr = freeze_thaw.compute_npr(lazy)
+        refs = freeze_thaw.npr_references(npr, freeze_thaw.ReferenceWindows())
+        base = freeze_thaw.retrieve_npr(lazy, refs)
+        feat = freeze_thaw.ft_features(lazy, STATIC.chunk({dims.Y: 2}))
+    assert base[dims.FT_STATE_NPR].chunks is not None and feat.chunks is not None
+
+
+@hypothesis.settings(max_examples=5, deadline=None)
+@hypothesis.given(cy=st.integers(1, 3), cx=st.integers(1, 4))
+def test_baseline_and_features_are_chunk_invariant(cy, cx):
+    refs = freeze_thaw.npr_references(freeze_thaw.compute_npr(TB), freeze_thaw.ReferenceWindows())
+    eager = freeze_thaw.retrieve_npr(TB, refs)
+    lazy = TB.chunk({dims.Y: cy, dims.X: cx})
+    lrefs = freeze_thaw.npr_references(freeze_thaw.compute_npr(lazy),
+                                       freeze_thaw.ReferenceWindows())
+    with dask.config.set(scheduler="synchronous"):
+        xr.testing.assert_allclose(eager, freeze_thaw.retrieve_npr(lazy, lrefs).compute())
+        xr.testing.assert_allclose(freeze_thaw.ft_features(TB, STATIC),
+                                   freeze_thaw.ft_features(lazy, STATIC).compute())
+
+
+def test_product_matches_the_data_contract(ft_model_ref):
+    from pipeline.graphs import freeze_thaw as g
+
+    ds = g.build_product(TB, STATIC, ft_model_ref)
+    schema.check(ds, schema.FT_PRODUCT, context="synthetic ft product")
+    obs = freeze_thaw.observed_mask(TB).transpose(*ds[dims.FT_STATE].dims)
+    assert bool((ds[dims.FT_STATE].where(~obs) == -1).where(~obs, True).all())
+    assert bool(ds[dims.THAW_PROBABILITY].where(~obs).isnull().all())
+    assert bool(ds[dims.THAW_PROBABILITY].where(obs).notnull().sum() == obs.sum())
+    flags = ds[dims.QUALITY_FLAG]
+    assert bool(((flags & qc.QC.INSUFFICIENT_OBS) > 0).equals(~obs))
+    water = (STATIC["water_fraction"] > 0.5).broadcast_like(flags)
+    assert bool((((flags & qc.QC.OPEN_WATER_DOMINATED) > 0) == water).all())
+    assert ds[dims.FT_STATE].encoding["_FillValue"] == -1
+
+
+def test_scores_agree_with_pytesmo_ftmetrics():
+    from pytesmo.validation_framework.metric_calculators import FTMetrics
+
+    rng = np.random.default_rng(3)
+    n = 500
+    temp_c = rng.normal(0, 6, n)
+    pred = np.where(temp_c + rng.normal(0, 4, n) < 0, 0, 1).astype(np.int8)
+    ours = freeze_thaw.score_states(xr.DataArray(pred, dims="t"),
+                                    freeze_thaw.state_from_temperature(
+                                        xr.DataArray(temp_c + 273.15, dims="t")), "t")
+    # pytesmo: 'ref' is the retrieval with frozen flag 2, 'k1' the temperature in °C.
+    df = pd.DataFrame({"ref": np.where(pred == 0, 2, 1), "k1": temp_c})
+    res = FTMetrics(frozen_flag=2).calc_metrics(df, (0, 0.0, 0.0))
+    c = ours["confusion"]
+    assert c["fr_fr"] == res["ssf_fr_temp_fr"][0] and c["fr_th"] == res["ssf_fr_temp_un"][0]
+    assert c["th_fr"] == res["ssf_un_temp_fr"][0] and c["th_th"] == res["ssf_un_temp_un"][0]
+    assert ours["n"] == res["n_obs"][0]
+    want = (res["ssf_fr_temp_fr"][0] + res["ssf_un_temp_un"][0]) / res["n_obs"][0]
+    assert ours["accuracy"] == pytest.approx(want)
+
+
+def test_station_truth_samples_the_overpass_hour_in_utc():
+    from pipeline.graphs import freeze_thaw as g
+
+    hours = pd.date_range("2016-01-01", "2016-01-06", freq="h", inclusive="left")
+    lon = np.array([-150.0, 30.0])
+    # Thawed (275 K) only in the UTC hour of the am overpass of each station, frozen otherwise.
+    temp = np.full((2, len(hours)), 260.0, np.float32)
+    for i, lo in enumerate(lon):
+        utc_h = int(round((6.0 - lo / 15.0) % 24))  # 6 h local solar time → 16 UTC / 4 UTC
+        temp[i, hours.hour == utc_h] = 275.0
+    insitu = xr.Dataset(
+        {"soil_temperature": ((dims.STATION, dims.TIME), temp, {"units": "K", "depth_m": 0.05})},
+        coords={dims.STATION: ["A", "B"], dims.TIME: hours, dims.LAT: (dims.STATION, [60.0, 60.0]),
+                dims.LON: (dims.STATION, lon)})
+    dates = xr.DataArray(pd.date_range("2016-01-02", periods=2), dims=dims.TIME)
+    got = g.station_truth(insitu, dates, np.array([0, 1]), {"am": 6.0, "pm": 18.0})
+    assert (got.sel(**{dims.PASS: "am"}) == 1).all() and (got.sel(**{dims.PASS: "pm"}) == 0).all()
+    deep = insitu.assign(soil_temperature=insitu.soil_temperature.assign_attrs(depth_m=0.2))
+    with pytest.raises(Exception, match="depth_m"):
+        g.station_truth(deep, dates, np.array([0]), {"am": 6.0})
+
+
+def test_transition_errors_by_hand():
+    t = pd.date_range("2016-01-01", "2016-12-31")
+    doy = t.day_of_year.values
+    ref = np.where((doy >= 120) & (doy < 280), 1, 0)
+    pred = np.where((doy >= 110) & (doy < 283), 1, 0)  # thaws 10 d early, freezes 3 d late
+    da = lambda a: xr.DataArray(a[:, None, None], dims=(dims.TIME, dims.STATION, dims.PASS),  # noqa
+                                coords={dims.TIME: t})
+    out = freeze_thaw.transition_errors(da(pred), da(ref))
+    assert out["spring_thaw"]["mean_error_days"] == -10
+    assert out["autumn_freeze"]["mean_error_days"] == 3
