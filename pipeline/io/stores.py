@@ -231,9 +231,10 @@ def _secrets(storage_options: Mapping[str, Any] | None) -> list[str]:
 
 
 def _redact(text: str, secrets: list[str]) -> str:
+    """``text`` with known secrets and URL user info (``//user:pw@``) replaced by ``***``."""
     for s in secrets:
         text = text.replace(s, "***")
-    return text
+    return re.sub(r"//[^/@\s]+@", "//***@", text)
 
 
 # --- error translation --------------------------------------------------------------------
