@@ -246,3 +246,12 @@ def test_existence_is_not_answered_from_a_stale_listing(s3_server, s3_root):
     stores.write_dataset(_tb(), url, storage_options={**opts, "skip_instance_cache": True})
     assert stores.exists(url, storage_options=opts)
     xr.testing.assert_identical(stores.open_dataset(url, storage_options=opts).load(), _tb())
+
+
+def test_missing_weed_binary_fails_instead_of_skipping(tmp_path, monkeypatch):
+    from tests.fixtures import s3 as s3_fixture
+
+    monkeypatch.setattr(s3_fixture.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match="must not be skipped"):
+        s3_fixture.weed_binary()
