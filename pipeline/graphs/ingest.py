@@ -130,6 +130,7 @@ def build_archive(
     """
     g = grid.get(target)
     w = (window or g.full_window()).check(g)
+    gridded = gridding.place_on(gridded, g.y[w.row0 : w.row1], g.x[w.col0 : w.col1])
     times = gridded[dims.TIME].values
     ds = schema.tb_template(
         sensor, g, w, times, source=source, history=history,
@@ -290,6 +291,8 @@ def ingest_files(
         if sensor == "smap":
             written = stores.open_dataset(url, storage_options=storage_options)
             ftf = acc.get(gridding.ANCILLARY_PREFIX + "freeze_thaw_fraction")
+            if ftf is not None:
+                ftf = ftf.reindex({dims.Y: written[dims.Y].values, dims.X: written[dims.X].values})
             checks["smap_ft_npr_baseline"] = ft_check.ft_baseline_summary(
                 written.sel({dims.TIME: acc[dims.TIME].values}).load(), ftf)
         stores_written[sensor] = url

@@ -24,8 +24,8 @@ The per-granule grids and the archive merge by :func:`merge_gridded`: count-weig
 
 from __future__ import annotations
 
-import functools
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from pipeline import dims, grid, sensors
@@ -41,6 +41,7 @@ __all__ = [
     "grid_granule",
     "grid_swath",
     "merge_gridded",
+    "place_on",
 ]
 
 # Physical TB range [K] for 1-90 GHz Earth scenes (science.md §3.8: the coldest scenes are
@@ -58,11 +59,9 @@ def empty_counts() -> dict[str, int]:
     return {k: 0 for k in COUNT_KEYS}
 
 
-@functools.lru_cache(maxsize=16)
-def _cell_lon(g: grid.Grid, window: grid.Window) -> np.ndarray:
-    """Longitude of each cell centre of the window [deg], (rows, cols) float64."""
-    xx, yy = np.meshgrid(g.x[window.col0 : window.col1], g.y[window.row0 : window.row1])
-    return grid.xy_to_latlon(g, xx, yy)[1]
+def _cell_lon(g: grid.Grid, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Longitude of the centre of cells (row, col) [deg], float64."""
+    return grid.xy_to_latlon(g, *grid.rowcol_to_xy(g, row, col))[1]
 
 
 def _weights(g: grid.Grid, lat, lon, row, col) -> np.ndarray:
@@ -94,8 +93,9 @@ def grid_swath(
     Returns:
       ``(gridded, counts)``. ``gridded`` has ``tb`` (time, pass, channel, y, x) float32 [K],
       ``n_obs`` (same dims) uint16, ``local_time`` (time, pass, y, x) float32 [h],
-      ``quality_flag`` (time, pass, y, x) uint16 and ``anc_<name>`` (time, pass, y, x) float32;
-      None when no sample was usable inside the window.
+      ``quality_flag`` (time, pass, y, x) uint16 and ``anc_<name>`` (time, pass, y, x) float32
+      over the block of the window's cells the swath touches (``y``/``x`` are the grid's own
+      values); None when no sample was usable inside the window.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -124,7 +124,10 @@ def grid_swath(
     if not used.any():
         return None, counts
     idx = np.flatnonzero(inside)
-    lon_cell = _cell_lon(g, w)[row[idx] - w.row0, col[idx] - w.col0]
+    # Grid only the block of cells the swath touches; merges align blocks on y/x values.
+    w = grid.Window(int(row[idx].min()), int(row[idx].max()) + 1,
+                    int(col[idx].min()), int(col[idx].max()) + 1)
+    lon_cell = _cell_lon(g, row[idx], col[idx])
     t_s = swath.time[idx].astype("datetime64[ns]").astype(np.int64) / 1e9
     lst_s = t_s + lon_cell * 240.0
     day = np.floor(lst_s / 86400.0).astype(np.int64)
@@ -226,15 +229,38 @@ def grid_granule(
 _FILL = {dims.TB: np.nan, N_OBS: 0, dims.LOCAL_TIME: np.nan, dims.QUALITY_FLAG: 0}
 
 
-def _on_times(da: xr.DataArray, times: np.ndarray) -> np.ndarray:
-    """``da`` values placed on the time axis ``times`` (a superset), fill elsewhere."""
-    vals = np.asarray(da.transpose(dims.TIME, ...).values)
-    if len(times) == da.sizes[dims.TIME] and np.array_equal(da[dims.TIME].values, times):
+def _place(da: xr.DataArray, coords: dict[str, np.ndarray]) -> np.ndarray:
+    """``da`` values placed on larger ``time``/``y``/``x`` axes (supersets), fill elsewhere.
+
+    ``da`` must be ordered (time, pass[, channel], y, x).
+    """
+    vals = np.asarray(da.values)
+    if all(np.array_equal(da[d].values, v) for d, v in coords.items()):
         return vals
     fill = _FILL.get(da.name, np.nan)
-    out = np.full((len(times),) + vals.shape[1:], fill, vals.dtype)
-    out[np.searchsorted(times, da[dims.TIME].values)] = vals
+    shape = tuple(len(coords[d]) if d in coords else n for d, n in da.sizes.items())
+    out = np.full(shape, fill, vals.dtype)
+    index = []
+    for d in da.dims:
+        if d in coords:
+            pos = pd.Index(coords[d]).get_indexer(da[d].values)
+            if (pos < 0).any():
+                raise ValueError(f"cannot place {da.name}: {d} values outside the target axis")
+            index.append(pos)
+        else:
+            index.append(np.arange(da.sizes[d]))
+    out[np.ix_(*index)] = vals
     return out
+
+
+def place_on(ds: xr.Dataset, y: np.ndarray, x: np.ndarray) -> xr.Dataset:
+    """A gridded dataset placed on a larger block of the same grid (fill outside its cells)."""
+    coords = {dims.TIME: ds[dims.TIME].values, dims.Y: np.asarray(y), dims.X: np.asarray(x)}
+    ds = ds.transpose(dims.TIME, dims.PASS, dims.CHANNEL, dims.Y, dims.X, ...,
+                      missing_dims="ignore")
+    data = {v: (ds[v].dims, _place(ds[v], coords)) for v in ds.data_vars}
+    other = {d: ds[d].values for d in (dims.PASS, dims.CHANNEL) if d in ds.coords}
+    return xr.Dataset(data, coords={**other, **coords}, attrs=dict(ds.attrs))
 
 
 def _weighted(va: np.ndarray, vb: np.ndarray, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
@@ -250,7 +276,8 @@ def _weighted(va: np.ndarray, vb: np.ndarray, wa: np.ndarray, wb: np.ndarray) ->
 def merge_gridded(a: xr.Dataset, b: xr.Dataset) -> xr.Dataset:
     """Merge two gridded TB datasets on the same grid window and channel axis.
 
-    Days are united (sorted).  Where both have observations: ``tb`` is the ``n_obs``-weighted
+    Days and cell blocks are united (days sorted, y north first, x west first).  Where both
+    have observations: ``tb`` is the ``n_obs``-weighted
     mean per channel, ``local_time`` and ``anc_*`` are weighted by the cell's largest channel
     count, ``n_obs`` adds (saturating at 65535) and ``quality_flag`` is the bitwise OR.
 
@@ -262,34 +289,36 @@ def merge_gridded(a: xr.Dataset, b: xr.Dataset) -> xr.Dataset:
       The merged, numpy-backed dataset (float32 ``tb``/``local_time``/``anc_*``, uint16
       ``n_obs``/``quality_flag``).
     """
-    for d in (dims.PASS, dims.CHANNEL, dims.Y, dims.X):
+    for d in (dims.PASS, dims.CHANNEL):
         if not np.array_equal(a[d].values, b[d].values):
             raise ValueError(f"cannot merge gridded TB: coordinate {d!r} differs")
-    times = np.union1d(a[dims.TIME].values, b[dims.TIME].values)
+    ax = {
+        dims.TIME: np.union1d(a[dims.TIME].values, b[dims.TIME].values),
+        dims.Y: np.union1d(a[dims.Y].values, b[dims.Y].values)[::-1],  # north first
+        dims.X: np.union1d(a[dims.X].values, b[dims.X].values),
+    }
     d5 = (dims.TIME, dims.PASS, dims.CHANNEL, dims.Y, dims.X)
     d4 = (dims.TIME, dims.PASS, dims.Y, dims.X)
     a, b = a.transpose(*d5, ...), b.transpose(*d5, ...)
-    na, nb = _on_times(a[N_OBS], times), _on_times(b[N_OBS], times)
-    tb_a = np.where(na > 0, _on_times(a[dims.TB], times), np.nan)
-    tb_b = np.where(nb > 0, _on_times(b[dims.TB], times), np.nan)
+    na, nb = _place(a[N_OBS], ax), _place(b[N_OBS], ax)
+    tb_a = np.where(na > 0, _place(a[dims.TB], ax), np.nan)
+    tb_b = np.where(nb > 0, _place(b[dims.TB], ax), np.nan)
     n = np.minimum(na.astype(np.uint32) + nb, U16_MAX).astype(np.uint16)
     ma, mb = na.max(axis=2), nb.max(axis=2)
     data = {
         dims.TB: (d5, _weighted(tb_a, tb_b, na, nb)),
         N_OBS: (d5, n),
-        dims.QUALITY_FLAG: (d4, (_on_times(a[dims.QUALITY_FLAG], times).astype(np.uint16)
-                                 | _on_times(b[dims.QUALITY_FLAG], times).astype(np.uint16))),
+        dims.QUALITY_FLAG: (d4, (_place(a[dims.QUALITY_FLAG], ax).astype(np.uint16)
+                                 | _place(b[dims.QUALITY_FLAG], ax).astype(np.uint16))),
     }
     cell_vars = [v for v in a.data_vars if v not in data] + [
         v for v in b.data_vars if v not in data and v not in a.data_vars]
     for v in cell_vars:
-        va = _on_times(a[v], times).astype(np.float32) if v in a else None
-        vb = _on_times(b[v], times).astype(np.float32) if v in b else None
+        va = _place(a[v], ax).astype(np.float32) if v in a else None
+        vb = _place(b[v], ax).astype(np.float32) if v in b else None
         if va is None or vb is None:
             data[v] = (d4, va if vb is None else vb)
         else:
             data[v] = (d4, _weighted(va, vb, ma, mb))
-    coords = {dims.TIME: times, dims.PASS: a[dims.PASS].values,
-              dims.CHANNEL: a[dims.CHANNEL].values, dims.Y: a[dims.Y].values,
-              dims.X: a[dims.X].values}
+    coords = {dims.PASS: a[dims.PASS].values, dims.CHANNEL: a[dims.CHANNEL].values, **ax}
     return xr.Dataset(data, coords=coords, attrs=dict(a.attrs))

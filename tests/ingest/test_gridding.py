@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import dims
+from pipeline import dims, grid
 from pipeline.ingest import gridding
 from pipeline.ingest.common import Swath
 from pipeline.qc import QC
 from tests.ingest import ease_ref
+
+
+def _cell(ds, grid_name, row, col):
+    """The cell (row, col) of the grid, selected by its own x/y values."""
+    g = grid.get(grid_name)
+    return ds.sel({dims.Y: g.y[int(row)], dims.X: g.x[int(col)]})
 
 
 def _swath(lat, lon, times, tb, bad=None, flags=None, channels=("1.41V", "1.41H")):
@@ -38,8 +44,8 @@ def test_local_solar_date_and_pass():
         np.array(["2015-06-01T20:00", "2015-06-02T02:00"], "datetime64[ms]"), lon_c)
     assert list(exp_day.astype(str)) == ["2015-06-02", "2015-06-01"]
     for i in range(2):
-        cell = ds.sel({dims.TIME: exp_day[i], dims.PASS: exp_pass[i]}).isel(
-            {dims.Y: rows[i], dims.X: cols[i]})
+        cell = _cell(ds.sel({dims.TIME: exp_day[i], dims.PASS: exp_pass[i]}), "M36",
+                     rows[i], cols[i])
         np.testing.assert_allclose(cell[dims.TB].values, sw.tb[i])
         hours = 20 + lon_c[0] / 15 - 24 if i == 0 else 2 + lon_c[1] / 15 + 24
         assert float(cell[dims.LOCAL_TIME]) == pytest.approx(hours, abs=1e-3)
@@ -61,20 +67,20 @@ def test_masks_are_counted_and_flagged():
     bad[2, 0] = True
     sw = _swath(lat, lon, t, tb, bad=bad, flags=[0, 0, 0, 0, 0, int(QC.RFI_SUSPECTED), 0])
     r, c = ease_ref.rowcol("M36", 45.0, 10.0)
-    from pipeline.grid import Window
-
-    win = Window(int(r) - 1, int(r) + 2, int(c) - 1, int(c) + 2)
+    win = grid.Window(int(r) - 1, int(r) + 2, int(c) - 1, int(c) + 2)
     ds, counts = gridding.grid_swath(sw, "smap", "M36", win)
     assert counts == {"samples": 14, "fill": 1, "bad_quality": 1, "out_of_range": 2,
                       "outside_grid": 2, "used": 8}
     assert sum(counts[k] for k in gridding.COUNT_KEYS[1:]) == counts["samples"]
-    cell = ds.isel({dims.TIME: 0, dims.Y: 1, dims.X: 1}).sel({dims.PASS: "am"})
+    cell = _cell(ds.isel({dims.TIME: 0}).sel({dims.PASS: "am"}), "M36", r, c)
     # V: 250, 251, 252 (fill, bad and 30 K masked); H: 240, 241, 242, 243, 244 (400 K masked)
     np.testing.assert_allclose(cell[dims.TB].values, [251.0, 242.0], rtol=1e-6)
     np.testing.assert_array_equal(cell[gridding.N_OBS].values, [3, 5])
     qf = int(cell[dims.QUALITY_FLAG])
     assert qf & QC.OUT_OF_RANGE_TB and qf & QC.RFI_SUSPECTED
-    assert np.isnan(ds[dims.TB].values).sum() == ds[dims.TB].size - 2
+    assert int(ds[dims.TB].count()) == 2
+    # Only the block of cells the swath touched inside the window is returned.
+    assert ds.sizes[dims.Y] == ds.sizes[dims.X] == 1
 
 
 def test_all_fill_gives_no_grid():
@@ -86,8 +92,6 @@ def test_all_fill_gives_no_grid():
 
 
 def test_inverse_distance_weighting_by_hand():
-    from pipeline import grid
-
     g = grid.get("N36")
     r, c = 250, 260
     xc, yc = grid.rowcol_to_xy(g, r, c)
@@ -97,11 +101,11 @@ def test_inverse_distance_weighting_by_hand():
     lat, lon = grid.xy_to_latlon(g, xs, ys)
     sw = _swath(lat, lon, ["2015-01-01T12:00"] * 2, [[200, 200], [260, 260]])
     ds, _ = gridding.grid_swath(sw, "smap", "N36", weighting="inverse_distance")
-    val = float(ds[dims.TB].isel({dims.Y: r, dims.X: c}).max())
+    val = float(_cell(ds[dims.TB], "N36", r, c).max())
     w1, w2 = 1 / 3600.0, 1 / 12000.0      # distances floored at cell/10 = 3.6 km
     assert val == pytest.approx((200 * w1 + 260 * w2) / (w1 + w2), rel=1e-5)
     plain, _ = gridding.grid_swath(sw, "smap", "N36")
-    assert float(plain[dims.TB].isel({dims.Y: r, dims.X: c}).max()) == pytest.approx(230.0)
+    assert float(_cell(plain[dims.TB], "N36", r, c).max()) == pytest.approx(230.0)
 
 
 def test_merge_is_count_weighted_and_ors_flags():
@@ -115,7 +119,7 @@ def test_merge_is_count_weighted_and_ors_flags():
     r, c = ease_ref.rowcol("N36", 60.0, 20.0)
     assert list(m[dims.TIME].values.astype("datetime64[D]").astype(str)) == [
         "2015-03-01", "2015-03-03"]
-    cell = m.isel({dims.Y: r, dims.X: c}).sel({dims.PASS: "am"})
+    cell = _cell(m, "N36", r, c).sel({dims.PASS: "am"})
     np.testing.assert_allclose(cell[dims.TB].values[0], [(250 + 252 + 260) / 3,
                                                           (240 + 242 + 250) / 3], rtol=1e-6)
     np.testing.assert_array_equal(cell[gridding.N_OBS].values[0], [3, 3])
@@ -127,3 +131,25 @@ def test_merge_is_count_weighted_and_ors_flags():
     # Order of merging changes nothing but rounding.
     m2 = gridding.merge_gridded(b, a)
     np.testing.assert_allclose(m2[dims.TB].values, m[dims.TB].values, rtol=1e-6)
+
+
+def test_merge_unites_disjoint_blocks_and_places_on_the_window():
+    a, _ = gridding.grid_swath(_swath([60.0], [20.0], ["2015-03-01T04:00"], [[250, 240]]),
+                               "smap", "N36")
+    b, _ = gridding.grid_swath(_swath([62.0], [30.0], ["2015-03-01T03:00"], [[230, 220]]),
+                               "smap", "N36")
+    m = gridding.merge_gridded(a, b)
+    ra, ca = ease_ref.rowcol("N36", 60.0, 20.0)
+    rb, cb = ease_ref.rowcol("N36", 62.0, 30.0)
+    assert int(m[dims.TB].count()) == 4
+    np.testing.assert_allclose(_cell(m, "N36", ra, ca)[dims.TB].isel(
+        {dims.TIME: 0}).sel({dims.PASS: "am"}).values, [250, 240])
+    np.testing.assert_allclose(_cell(m, "N36", rb, cb)[dims.TB].isel(
+        {dims.TIME: 0}).sel({dims.PASS: "am"}).values, [230, 220])
+    assert list(m[dims.Y].values) == sorted(m[dims.Y].values, reverse=True)
+    g = grid.get("N36")
+    win = grid.Window(min(ra, rb) - 2, max(ra, rb) + 3, min(ca, cb) - 2, max(ca, cb) + 3)
+    full = gridding.place_on(m, g.y[win.row0 : win.row1], g.x[win.col0 : win.col1])
+    assert full.sizes[dims.Y] == win.shape[0] and full.sizes[dims.X] == win.shape[1]
+    assert int(full[dims.TB].count()) == 4 and int(full[gridding.N_OBS].sum()) == 4
+    assert full[dims.QUALITY_FLAG].dtype == np.uint16
