@@ -386,13 +386,22 @@ def store_format(
     """
     with _translated(url, "open", storage_options):
         fs, path = _fs(url, storage_options)
-        v3 = posixpath.join(path, "zarr.json")
-        if fs.exists(v3):
-            meta = json.loads(fs.cat_file(v3))
+        try:
+            raw = fs.cat_file(posixpath.join(path, "zarr.json"))
+        except FileNotFoundError:
+            raw = None
+        if raw is None:
+            if fs.exists(posixpath.join(path, ".zgroup")):
+                return 2, bool(fs.exists(posixpath.join(path, ".zmetadata")))
+            found = fs.exists(path)
+    if raw is not None:
+        try:
+            meta = json.loads(raw)
             return 3, bool(meta.get("consolidated_metadata"))
-        if fs.exists(posixpath.join(path, ".zgroup")):
-            return 2, bool(fs.exists(posixpath.join(path, ".zmetadata")))
-        found = fs.exists(path)
+        except (ValueError, AttributeError):
+            raise errors.StoreError(
+                f"{_safe_url(url)}: corrupt Zarr metadata in zarr.json (not a JSON object)"
+            ) from None
     what = "holds no Zarr group metadata (zarr.json or .zgroup)" if found else "does not exist"
     raise errors.StoreNotFound(f"{_safe_url(url)}: store {what}")
 

@@ -220,6 +220,27 @@ def test_missing_stores_raise_store_not_found(tmp_path):
         stores.open_dataset(str(tmp_path / "plain"))
 
 
+def test_corrupt_root_metadata_is_a_one_line_error(tmp_path):
+    url = str(tmp_path / "corrupt.zarr")
+    stores.write_dataset(_tb(), url)
+    (tmp_path / "corrupt.zarr" / "zarr.json").write_bytes(b"\x00garbage{")
+    with pytest.raises(errors.StoreError, match="corrupt.zarr: corrupt Zarr metadata"):
+        stores.open_dataset(url)
+
+
+def test_parallel_parts_assemble_correctly(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = str(tmp_path / "parallel.zarr")
+    ds = _tb(20)
+    stores.write_template(ds, url, chunks={"time": 2, "y": 3})
+    parts = [(slice(t, t + 2), slice(y, y + 3)) for t in range(0, 20, 2) for y in (0, 3)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda p: stores.write_region(ds.isel(time=p[0], y=p[1]), url,
+                                                    {"time": p[0], "y": p[1]}), parts))
+    xr.testing.assert_identical(stores.open_dataset(url).load(), ds)
+
+
 def test_write_mode_w_minus_refuses_to_overwrite(tmp_path):
     url = str(tmp_path / "once.zarr")
     stores.write_dataset(_tb(), url)
