@@ -152,3 +152,23 @@ def test_distributed_client_gives_the_same_store(tmp_path, granules, dask_client
     s = stores.open_dataset(stores.tb_url(str(ref), "smap")).load()
     t = stores.open_dataset(stores.tb_url(str(dist), "smap")).load()
     xr.testing.assert_identical(s.drop_attrs(), t.drop_attrs())
+
+
+@pytest.mark.s3
+def test_ingest_from_and_into_s3(granules, s3_root, s3_server):
+    a, b, _ = granules
+    opts = s3_server.storage_options
+    src = [stores.write_bytes(f"{s3_root}/in/{p.name}", p.read_bytes(), opts) for p in (a, b)]
+    root = f"{s3_root}/archive"
+    rep = graph.ingest_files(src + src[:1], root, target="N36", window=WINDOW,
+                             storage_options=opts, scheduler="threads")
+    assert sorted(f["status"] for f in rep["files"]) == ["already_ingested", "ingested",
+                                                         "ingested"]
+    url = stores.tb_url(root, "smap")
+    ds = stores.open_dataset(url, storage_options=opts).load()
+    schema.check(ds, schema.tb_spec("smap"), context=url)
+    y, x = _window_cell(LAT[0], LON[0])
+    cell = ds.sel({dims.TIME: "2015-08-10", dims.PASS: "pm"}).isel({dims.Y: y, dims.X: x})
+    np.testing.assert_allclose(cell[dims.TB].values, [(255 + 259) / 2, (245 + 249) / 2])
+    assert rep["report_url"].startswith(f"{root}/reports/ingest-")
+    assert stores.read_json(rep["report_url"], opts)["n_files"] == 3
