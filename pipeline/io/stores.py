@@ -720,6 +720,11 @@ def write_region(
     return url
 
 
+def _jsonable(obj: Any) -> Any:
+    """JSON fallback for attrs: numpy scalars/arrays as numbers/lists, anything else as str."""
+    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
+
+
 def finalise(
     url: str,
     attrs: Mapping[str, Any] | None = None,
@@ -743,7 +748,7 @@ def finalise(
         grp = zarr.open_group(store, mode="r+", storage_options=opts, zarr_format=fmt,
                               use_consolidated=False)
         if attrs:
-            grp.attrs.update(json.loads(json.dumps(dict(attrs), default=str)))
+            grp.attrs.update(json.loads(json.dumps(dict(attrs), default=_jsonable)))
         zarr.consolidate_metadata(grp.store, zarr_format=fmt)
     log.info("finalised %s", _safe_url(url))
     return url

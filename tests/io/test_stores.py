@@ -128,8 +128,11 @@ def test_region_parts_reassemble_the_dataset(store, zarr_format):
     np.testing.assert_array_equal(partial.tb.values[5:, 3:], ds.tb.values[5:, 3:])
     for t, y in ((slice(0, 5), slice(0, 6)), (slice(5, 10), slice(0, 3))):
         stores.write_region(ds.isel(time=t, y=y).chunk(y=3), url, {"time": t, "y": y})
-    stores.finalise(url, {"history": "parts 1-3"})
+    stores.finalise(url, {"history": "parts 1-3", "n_parts": np.int64(3),
+                          "bounds": np.array([1.5, 2.5])})
     assert stores.store_format(url) == (zarr_format, True)
+    attrs = stores.open_dataset(url).attrs
+    assert attrs["n_parts"] == 3 and attrs["bounds"] == [1.5, 2.5]
     if zarr_format == 2:
         consolidated = json.loads((path / ".zmetadata").read_text())["metadata"]
         assert consolidated[".zattrs"]["history"] == "parts 1-3" and "tb/.zarray" in consolidated
