@@ -9,9 +9,10 @@ One entry point, :func:`connect`, driven by a ``ClusterSection`` of the run conf
 * ``local`` — a :class:`distributed.LocalCluster` of *process* workers (spawned, distributed's
   default start method: JAX deadlocks in forked processes), one thread each (XLA does not honour
   thread caps, so processes, not threads, carry parallelism), ``memory_limit`` per worker.  The
-  glibc malloc settings that stop JAX/NumPy workers from holding freed memory
-  (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_``) must be in a worker's
-  environment *before* it starts, so they go into ``distributed.nanny.pre-spawn-environ``.
+  glibc malloc settings recommended for JAX speed (``MALLOC_TRIM_THRESHOLD_``,
+  ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_``: large buffers reused from the heap instead of
+  mmap/munmap per block) are read by glibc when a process starts, so they must be in a worker's
+  environment *before* it is spawned: they go into ``distributed.nanny.pre-spawn-environ``.
 * ``gateway`` — a new cluster on a Dask Gateway (``address``), authenticated with ``auth``:
   ``basic`` (``username`` + the password read from the environment variable named by
   ``password_env``, never from a config file), ``jupyterhub`` (``JUPYTERHUB_API_TOKEN``) or
@@ -42,7 +43,7 @@ from pipeline import errors
 
 __all__ = ["MALLOC_ENV", "ClusterUnavailable", "VersionMismatch", "connect", "worker_env"]
 
-# glibc malloc tuning for JAX/NumPy workers (values as recommended in docs/architecture.md).
+# glibc malloc settings for JAX/NumPy workers (values from docs/architecture.md).
 MALLOC_ENV: dict[str, str] = {
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
     "MALLOC_ARENA_MAX": "1",
