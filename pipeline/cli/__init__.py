@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     from pipeline.errors import TbcubeError
 
     try:
-        cli.main(args=argv, prog_name="tbcube", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="tbcube", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -84,4 +84,5 @@ def main(argv: list[str] | None = None) -> None:
     except TbcubeError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    sys.exit(0)
+    # With standalone_mode=False click returns ctx.exit(n)'s code instead of exiting.
+    sys.exit(rv if isinstance(rv, int) else 0)

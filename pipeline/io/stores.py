@@ -342,13 +342,32 @@ def read_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> by
 
 
 def write_bytes(url: str, data: bytes, storage_options: Mapping[str, Any] | None = None) -> str:
-    """Write a whole object (parents created); returns ``url``."""
+    """Write a whole object (parents created); returns ``url``.
+
+    Readers never see a partial object: on local disks the bytes go to a temporary file that
+    is then renamed over the target (atomic on POSIX); an S3 PUT is atomic by itself.
+    """
     with _translated(url, "write", storage_options):
         fs, path = _fs(url, storage_options)
         parent = posixpath.dirname(path)
-        if parent and _local_path(url) is not None:
-            fs.makedirs(parent, exist_ok=True)
-        fs.pipe_file(path, bytes(data))
+        local = _local_path(url)
+        if local is not None:
+            import os
+            import tempfile
+
+            if parent:
+                fs.makedirs(parent, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(local) or ".")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(bytes(data))
+                os.replace(tmp, local)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        else:
+            fs.pipe_file(path, bytes(data))
     return url
 
 
