@@ -159,7 +159,7 @@ def run(config_path: str, only: tuple[str, ...], part: str, cluster: bool) -> No
     with _client(cfg, cluster):
         for job in selected:
             i = jobs.run_part(job, jctx, part)
-            echo_progress(f"{job.product_id}: " + (f"part {i}/{cfg.parts} written"
+            echo_progress(f"{job.product_id}: " + (f"part {i} written"
                                                    if i else "no part left"))
 
 

@@ -54,7 +54,7 @@ _METADATA_NAMES = ("zarr.json", ".zattrs", ".zarray", ".zgroup", ".zmetadata")
 
 @functools.cache
 def code_version() -> str:
-    """``pipeline.__version__`` plus ``+g<commit>`` (and ``.dirty``) when run from a git checkout."""
+    """``pipeline.__version__`` plus ``+g<commit>`` when run from a git checkout."""
     base = str(pipeline.__version__)
     repo = Path(pipeline.__file__).resolve().parents[1]
     if not (repo / ".git").exists():
@@ -179,7 +179,8 @@ def staleness_key(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "code_version": record.get("code_version"),
         "config_hash": record.get("config_hash"),
-        "inputs": {k: (v or {}).get("fingerprint") for k, v in (record.get("inputs") or {}).items()},
+        "inputs": {k: (v or {}).get("fingerprint")
+                   for k, v in (record.get("inputs") or {}).items()},
         "models": dict(record.get("models") or {}),
     }
 

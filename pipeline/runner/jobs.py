@@ -52,8 +52,10 @@ __all__ = [
     "MapJob",
     "Plan",
     "finalise",
+    "effective_parts",
     "init",
     "make_job",
+    "max_parts",
     "parse_part",
     "partition_regions",
     "plan",
@@ -158,6 +160,17 @@ def partition_regions(length: int, chunk: int, n: int, dim: str) -> list[dict[st
     return out
 
 
+def max_parts(job: Job) -> int:
+    """How many parts ``job`` can be cut into: its chunk count along ``partition_dim``."""
+    length = job.template().sizes[job.partition_dim]
+    return math.ceil(length / job.chunks[job.partition_dim])
+
+
+def effective_parts(job: Job, requested: int) -> int:
+    """``requested`` capped at :func:`max_parts` (a config's ``parts`` is an upper bound)."""
+    return max(1, min(int(requested), max_parts(job)))
+
+
 def parse_part(part: str, n: int | None = None) -> tuple[int | None, int | None]:
     """``"i/N"`` → ``(i, N)`` (1-based); ``"auto"`` → ``(None, n)``."""
     if part == "auto":
@@ -227,7 +240,11 @@ def _describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 
 
 def plan(job: Job, ctx: Context, *, parts: int) -> Plan:
-    """Decide whether ``job`` is up to date, has a run to resume, or must start afresh."""
+    """Decide whether ``job`` is up to date, has a run to resume, or must start afresh.
+
+    ``parts`` is capped at the job's chunk count (:func:`effective_parts`).
+    """
+    parts = effective_parts(job, parts)
     record = prov.collect(config=dict(job.settings()), inputs=dict(job.inputs()),
                           models=dict(job.models()), storage_options=ctx.storage_options)
     key = prov.staleness_key(record)
@@ -259,8 +276,10 @@ def init(job: Job, ctx: Context, *, parts: int, provenance: Mapping[str, Any] | 
     """Write the template of a new version and the run state; abandon an unfinished run.
 
     Returns:
-      The run state ``{"version", "url", "parts", "key", "provenance", "started_at"}``.
+      The run state ``{"version", "url", "parts", "key", "provenance", "started_at"}``
+      (``parts`` capped at the job's chunk count).
     """
+    parts = effective_parts(job, parts)
     record = dict(provenance or prov.collect(
         config=dict(job.settings()), inputs=dict(job.inputs()), models=dict(job.models()),
         storage_options=ctx.storage_options))
@@ -357,6 +376,7 @@ def reprocess(job: Job, ctx: Context, *, parts: int,
                  heartbeat_s=ctx.heartbeat_s) as lock:
         if lock.took_over:
             say(f"{job.product_id}: took over a stale lock of {lock.took_over.get('owner')!r}")
+        parts = effective_parts(job, parts)
         p = plan(job, ctx, parts=parts)
         say(p.reason)
         if p.action == "up-to-date":

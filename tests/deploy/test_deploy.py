@@ -1,4 +1,4 @@
-"""Offline validation of deploy/: Kubernetes manifests, the DaskCluster CRD, Helm values, Dockerfile.
+"""Offline validation of deploy/: Kubernetes manifests, DaskCluster CRD, Helm values, Dockerfile.
 
 * Core Kubernetes resources: ``kubernetes-validate`` with its bundled (offline) strict schemas.
 * ``DaskCluster``: jsonschema against the CRD's ``openAPIV3Schema`` shipped in the installed
@@ -42,7 +42,7 @@ def test_core_resources_validate_against_bundled_strict_schemas():
     kv = pytest.importorskip("kubernetes_validate")
     core = [(n, d) for n, d in _manifests() if "dask.org" not in d["apiVersion"]]
     assert {d["kind"] for _, d in core} >= {"CronJob", "ServiceAccount"}
-    for name, doc in core:
+    for _, doc in core:
         kv.validate(doc, K8S_VERSION, strict=True)  # raises with the failing path
     broken = dict(core[0][1], spec={"schedul": "x"}) if core[0][1]["kind"] == "CronJob" else None
     if broken is not None:  # the validator does reject a typo (strict schemas)

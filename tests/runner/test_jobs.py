@@ -60,6 +60,13 @@ def test_partition_regions_and_parts():
         jobs.parse_part("1/5", 6)
 
 
+def test_parts_are_capped_at_the_chunk_count(tmp_path):
+    input_url = synthetic.make_input(str(tmp_path / "in.zarr"))
+    job, ctx = synthetic.make_job(input_url), synthetic.context(str(tmp_path / "root"))
+    assert jobs.max_parts(job) == 6 and jobs.effective_parts(job, 24) == 6
+    assert jobs.init(job, ctx, parts=24)["parts"] == 6
+
+
 def test_phases_by_hand_are_idempotent_and_finalise_checks_markers(tmp_path):
     input_url = synthetic.make_input(str(tmp_path / "in.zarr"))
     job, ctx = synthetic.make_job(input_url), synthetic.context(str(tmp_path / "root"))
