@@ -101,7 +101,11 @@ def test_layering_contracts_hold(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(REPO))
     code, report = run_import_linter(tbcube_contracts(), ["pipeline", "models"], REPO,
                                      tmp_path, capsys)
-    assert code == 0, f"layering contracts broken (docs/architecture.md §4.2):\n{report}"
+    assert code == 0, (
+        "layering contracts broken (docs/architecture.md §4.2). Stages stay pure Dataset -> "
+        "Dataset functions: model application (pipeline.apply), I/O and scheduling are composed "
+        f"in pipeline/graphs/*, not imported by a stage, directly or indirectly.\n{report}"
+    )
     assert "KEPT" in report and "BROKEN" not in report
 
 
