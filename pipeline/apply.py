@@ -38,6 +38,11 @@ class ModelRef:
 
 
 _LOAD_LOCK = threading.Lock()
+# One JAX execution at a time per process.  XLA:CPU executions started concurrently from
+# several Python threads (dask's threaded scheduler) were seen to deadlock here: every thread
+# waiting on a futex inside the executable.  Parallelism on CPU comes from process workers with
+# one thread each (pipeline.runner.cluster), so serialising within a process costs nothing there.
+_EXEC_LOCK = threading.Lock()
 _LOADS = {"count": 0}
 
 
@@ -118,7 +123,8 @@ def _run_block(x: np.ndarray, *, ref: ModelRef, batch: int) -> np.ndarray:
         piece = pixels[start:start + batch]
         padded = np.zeros((batch, n_time, n_feat), np.float32)
         padded[: len(piece)] = piece  # fixed shape → one XLA compile
-        out[start:start + len(piece)] = np.asarray(fn(padded))[: len(piece)]
+        with _EXEC_LOCK:
+            out[start:start + len(piece)] = np.asarray(fn(padded))[: len(piece)]
     return out.reshape(*lead, n_time)
 
 
@@ -261,9 +267,10 @@ def _run_array_block(*arrays: np.ndarray, kernel: str, config, batch: int, n_out
                 p = np.repeat(a[start:start + 1], batch, axis=0)  # pad with a real row
                 p[: stop - start] = a[start:stop]
                 padded.append(p)
-            res = fn(*padded)
+            with _EXEC_LOCK:
+                res = [np.asarray(r) for r in fn(*padded)]
             for o, r in zip(outs, res, strict=True):
-                o[start:stop] = np.asarray(r)[: stop - start]
+                o[start:stop] = r[: stop - start]
     return tuple(o.reshape(*lead, core) for o in outs)
 
 
