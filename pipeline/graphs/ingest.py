@@ -120,6 +120,7 @@ def build_archive(
     granules: list[dict],
     history: str,
     source: str,
+    tb_range_k: tuple[float, float] = gridding.TB_RANGE_K,
 ) -> xr.Dataset:
     """A complete data-contract TB dataset from gridded variables (no I/O).
 
@@ -154,7 +155,7 @@ def build_archive(
         "grid": g.name,
         "grid_window": w.as_list(),
         "Conventions": "CF-1.10",
-        "tb_range_k": list(gridding.TB_RANGE_K),
+        "tb_range_k": list(tb_range_k),
         GRANULES_ATTR: granules,
     })
     return ds
@@ -171,15 +172,27 @@ def _check_schema(url: str, sensor: str, storage_options) -> str:
     return "passed"
 
 
+def _ft_summary(acc: xr.Dataset, url: str, storage_options) -> dict:
+    """The NPR freeze/thaw baseline on the days of this batch, read back from the store."""
+    written = stores.open_dataset(url, storage_options=storage_options)
+    ftf = acc.get(gridding.ANCILLARY_PREFIX + "freeze_thaw_fraction")
+    if ftf is not None:
+        ftf = ftf.reindex({dims.Y: written[dims.Y].values, dims.X: written[dims.X].values})
+    return ft_check.ft_baseline_summary(
+        written.sel({dims.TIME: acc[dims.TIME].values}).load(), ftf)
+
+
 def _merge_into_store(
     acc: xr.Dataset, url: str, sensor: str, g: grid.Grid, w: grid.Window,
     new_granules: list[dict], history_line: str, storage_options,
+    tb_range_k: tuple[float, float],
 ) -> None:
     """Serial phase: merge ``acc`` into the store at ``url`` (created if absent)."""
     acc = acc[[v for v in acc.data_vars if not v.startswith(gridding.ANCILLARY_PREFIX)]]
     if not stores.exists(url, storage_options):
         ds = build_archive(acc, sensor, g, w, granules=new_granules, history=history_line,
-                           source=", ".join(sorted({x["product"] for x in new_granules})))
+                           source=", ".join(sorted({x["product"] for x in new_granules})),
+                           tb_range_k=tb_range_k)
         stores.write_dataset(ds, url, chunks=_chunks(ds), storage_options=storage_options)
         return
     old = stores.open_dataset(url, storage_options=storage_options)
@@ -197,20 +210,61 @@ def _merge_into_store(
         for v, attrs in _var_attrs().items():
             merged[v].attrs = dict(attrs)
         stores.write_region(merged, url, {dims.TIME: region}, storage_options=storage_options)
-        stores.finalise(url, {GRANULES_ATTR: granules, "history": history, "source": source},
+        stores.finalise(url, {GRANULES_ATTR: granules, "history": history, "source": source,
+                              "tb_range_k": list(tb_range_k)},
                         storage_options=storage_options)
         return
     loaded = old[keep].load()
     merged = gridding.merge_gridded(loaded, acc)
-    ds = build_archive(merged, sensor, g, w, granules=granules, history=history, source=source)
+    ds = build_archive(merged, sensor, g, w, granules=granules, history=history, source=source,
+                       tb_range_k=tb_range_k)
     stores.write_dataset(ds, url, chunks=_chunks(ds), storage_options=storage_options)
 
 
-def _store_grid(url: str, storage_options) -> tuple[str, list[int]] | None:
+def _store_attrs(url: str, storage_options) -> dict | None:
+    """Root attrs of an existing store, None when there is none yet."""
     if not stores.exists(url, storage_options):
         return None
-    attrs = stores.open_dataset(url, storage_options=storage_options).attrs
-    return str(attrs.get("grid")), [int(v) for v in attrs.get("grid_window", [])]
+    return dict(stores.open_dataset(url, storage_options=storage_options).attrs)
+
+
+def _ingest_sensor(
+    mine: list[FileResult], url: str, sensor: str, g: grid.Grid, w: grid.Window,
+    history_line: str, storage_options, tb_range_k: tuple[float, float],
+) -> dict | None:
+    """Serial phase for one sensor: skip recorded granules, merge the rest, write, check.
+
+    Returns the checks (``schema`` and, for SMAP, ``smap_ft_npr_baseline``), or None when
+    nothing new was written.  Sets each result's status.
+    """
+    attrs = _store_attrs(url, storage_options)
+    if attrs is not None:
+        on_store = (str(attrs.get("grid")), [int(v) for v in attrs.get("grid_window", [])])
+        if on_store != (g.name, w.as_list()):
+            for r in mine:
+                r.status = "failed"
+                r.error = (f"{url}: store is on grid {on_store[0]} window {on_store[1]}, not "
+                           f"{g.name} {w.as_list()}; ingest {r.name} with matching "
+                           "--grid/--window")
+            return None
+    recorded = {str(x.get("sha256")) for x in (attrs or {}).get(GRANULES_ATTR, [])}
+    acc, entries = None, []
+    for r in mine:
+        if r.sha256 in recorded:
+            r.status = "already_ingested"
+            continue
+        recorded.add(r.sha256)
+        acc = r.gridded if acc is None else gridding.merge_gridded(acc, r.gridded)
+        entries.append({"name": r.name, "sha256": r.sha256, "family": r.family,
+                        "product": r.product, "samples_used": r.counts["used"]})
+        r.status = "ingested"
+    if acc is None:
+        return None
+    _merge_into_store(acc, url, sensor, g, w, entries, history_line, storage_options, tb_range_k)
+    out = {"schema": _check_schema(url, sensor, storage_options)}
+    if sensor == "smap":
+        out["smap_ft_npr_baseline"] = _ft_summary(acc, url, storage_options)
+    return out
 
 
 def ingest_files(
@@ -263,38 +317,19 @@ def ingest_files(
     for sensor in sorted({r.sensor for r in results if r.status == "gridded"}):
         url = stores.tb_url(root, sensor)
         mine = [r for r in results if r.sensor == sensor and r.status == "gridded"]
-        on_store = _store_grid(url, storage_options)
-        if on_store is not None and on_store != (g.name, w.as_list()):
+        try:
+            check = _ingest_sensor(mine, url, sensor, g, w, history_line, storage_options,
+                                   tuple(tb_range_k))
+        except errors.TbcubeError as e:
+            # The store could not be read or refused the batch: these granules failed.
             for r in mine:
-                r.status = "failed"
-                r.error = (f"{url}: store is on grid {on_store[0]} window {on_store[1]}, not "
-                           f"{g.name} {w.as_list()}; ingest {r.name} with matching --grid/--window")
+                if r.status in ("gridded", "ingested"):
+                    r.status, r.error = "failed", f"{r.name}: not written: {e}"
             continue
-        recorded = set()
-        if on_store is not None:
-            attrs = stores.open_dataset(url, storage_options=storage_options).attrs
-            recorded = {str(x.get("sha256")) for x in attrs.get(GRANULES_ATTR, [])}
-        acc, entries = None, []
-        for r in mine:
-            if r.sha256 in recorded:
-                r.status = "already_ingested"
-                continue
-            recorded.add(r.sha256)
-            acc = r.gridded if acc is None else gridding.merge_gridded(acc, r.gridded)
-            entries.append({"name": r.name, "sha256": r.sha256, "family": r.family,
-                            "product": r.product, "samples_used": r.counts["used"]})
-            r.status = "ingested"
-        if acc is None:
+        if check is None:
             continue
-        _merge_into_store(acc, url, sensor, g, w, entries, history_line, storage_options)
-        checks.setdefault("schema", {})[sensor] = _check_schema(url, sensor, storage_options)
-        if sensor == "smap":
-            written = stores.open_dataset(url, storage_options=storage_options)
-            ftf = acc.get(gridding.ANCILLARY_PREFIX + "freeze_thaw_fraction")
-            if ftf is not None:
-                ftf = ftf.reindex({dims.Y: written[dims.Y].values, dims.X: written[dims.X].values})
-            checks["smap_ft_npr_baseline"] = ft_check.ft_baseline_summary(
-                written.sel({dims.TIME: acc[dims.TIME].values}).load(), ftf)
+        checks.setdefault("schema", {})[sensor] = check.pop("schema")
+        checks.update(check)
         stores_written[sensor] = url
     for r in results:
         r.gridded = None

@@ -172,3 +172,20 @@ def test_ingest_from_and_into_s3(granules, s3_root, s3_server):
     np.testing.assert_allclose(cell[dims.TB].values, [(255 + 259) / 2, (245 + 249) / 2])
     assert rep["report_url"].startswith(f"{root}/reports/ingest-")
     assert stores.read_json(rep["report_url"], opts)["n_files"] == 3
+
+
+def test_unreadable_existing_store_fails_its_granules_only(tmp_path, granules, fake_smap_l2):
+    a, _, _ = granules
+    root = tmp_path / "root"
+    broken = root / "tb" / "smap.zarr"
+    broken.mkdir(parents=True)
+    (broken / "zarr.json").write_text("{ not json")
+    ssmi_like = tmp_path / "other.h5"
+    ssmi_like.write_bytes(b"")
+    rep = _ingest([a, ssmi_like], root)
+    by_name = {f["name"]: f for f in rep["files"]}
+    assert by_name["A.h5"]["status"] == "failed"
+    assert by_name["A.h5"]["error"].startswith("A.h5: not written: ")
+    assert "\n" not in by_name["A.h5"]["error"]
+    assert rep["stores"] == {} and rep["n_failed"] == 2
+    assert (broken / "zarr.json").read_text() == "{ not json"
