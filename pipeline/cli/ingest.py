@@ -7,6 +7,15 @@ import click
 from pipeline.cli._common import echo_progress, print_url, root_option
 
 
+def _grid(ctx, param, value):
+    from pipeline import grid
+
+    try:
+        return grid.get(value).name
+    except KeyError as e:
+        raise click.BadParameter(str(e).strip("'\"")) from e
+
+
 def _window(ctx, param, value):
     if value is None:
         return None
@@ -21,9 +30,8 @@ def _window(ctx, param, value):
 @click.command("ingest")
 @click.argument("files", nargs=-1, required=True, metavar="FILES…")
 @root_option
-@click.option("--grid", "grid_name", default="M36", show_default=True,
-              type=click.Choice(["M36", "M25", "M09", "N36", "N25", "N09"], case_sensitive=False),
-              help="EASE-Grid 2.0 grid of the archive.")
+@click.option("--grid", "grid_name", default="M36", show_default=True, callback=_grid,
+              help="EASE-Grid 2.0 grid of the archive: M36 M25 M09 N36 N25 N09.")
 @click.option("--window", callback=_window, metavar="R0,R1,C0,C1",
               help="Window of the grid [row0, row1) × [col0, col1) (default: whole grid).")
 @click.option("--weighting", default="none", show_default=True,
@@ -43,14 +51,14 @@ def ingest(files, root, grid_name, window, weighting, scheduler) -> None:
 
     \b
     tbcube ingest SMAP_L3_SM_P_20150401_R13080_001.h5 --root ./archive --grid M36
-    tbcube ingest 1C.TRMM.TMI.*.HDF5 --root s3://bucket/archive --grid M25 --window 200,260,0,80
+    tbcube ingest 1C.TRMM.TMI.*.HDF5 --root s3://bucket/arch --grid M25 --window 111,473,0,1388
     """
     from pipeline import errors
     from pipeline.graphs import ingest as graph
 
-    echo_progress(f"ingesting {len(files)} file(s) onto {grid_name.upper()}")
+    echo_progress(f"ingesting {len(files)} file(s) onto {grid_name}")
     report = graph.ingest_files(
-        list(files), root, target=grid_name.upper(), window=window, weighting=weighting,
+        list(files), root, target=grid_name, window=window, weighting=weighting,
         scheduler=scheduler,
     )
     for f in report["files"]:

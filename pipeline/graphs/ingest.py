@@ -296,8 +296,11 @@ def ingest_files(
       Report dict: per-file status, error and sample counts, stores written, FT baseline.
     """
     g = grid.get(target)
-    w = (grid.Window.parse(window) if isinstance(window, str) else window) or g.full_window()
-    w.check(g)
+    try:
+        w = (grid.Window.parse(window) if isinstance(window, str) else window) or g.full_window()
+        w.check(g)
+    except ValueError as e:
+        raise errors.ConfigError(f"ingest window: {e}") from e
     started = dt.datetime.now(dt.UTC)
     tasks = [
         dask.delayed(process_file, pure=False)(
