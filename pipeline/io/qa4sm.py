@@ -26,6 +26,7 @@ position as an xarray DataArray (dim ``time``, coords ``lat``, ``lon``, ``locati
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -179,12 +180,17 @@ def _open(path: Path) -> h5py.File:
 
 
 def locations(product_dir: str | Path) -> xr.Dataset:
-    """Every grid point in the cell files of a product directory.
+    """Every grid point in the cell files of a product directory (cached per directory).
 
     Returns:
       Dataset over ``location`` with ``location_id`` (grid point index), ``lat``, ``lon``
       [degrees], ``cell_file`` (path) and ``index`` (position in its file).
     """
+    return _locations(str(Path(product_dir).resolve())).copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _locations(product_dir: str) -> xr.Dataset:
     rows = {"location_id": [], "lat": [], "lon": [], "cell_file": [], "index": []}
     for p in _cells(Path(product_dir)):
         with _open(p) as h:
