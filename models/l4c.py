@@ -358,21 +358,30 @@ def spin_up(params: Params, clim: Drivers, litter, soc0=None, *, threshold=1.0,
 
 @jax.jit
 def _spin(params, clim, litter, soc0, threshold, max_cycles, smrz_min):
+    # Each pixel stops at its own first cycle with |Δ annual NEE| < threshold, so a pixel's
+    # result does not depend on which other pixels share its batch (chunk invariance).
     def annual(soc):
         f = run(params, clim, soc, litter, smrz_min)
         return f.soc, jnp.nansum(f.nee, axis=-1)
 
     soc1, nee1 = annual(soc0)
     inf = jnp.full_like(nee1, jnp.inf)
+    done0 = jnp.isnan(nee1) | ~jnp.all(jnp.isfinite(soc1), axis=0)
 
     def cond(state):
-        _, _, delta, i = state
-        return (i < max_cycles) & jnp.any(jnp.where(jnp.isnan(delta), False, delta >= threshold))
+        *_, done, i = state
+        return (i < max_cycles) & ~jnp.all(done)
 
     def body(state):
-        soc, nee_last, _, i = state
-        soc, nee = annual(soc)
-        return soc, nee, jnp.abs(nee - nee_last), i + 1
+        soc, nee_last, delta, done, i = state
+        soc_new, nee = annual(soc)
+        d = jnp.abs(nee - nee_last)
+        soc = jnp.where(done[None, :], soc, soc_new)
+        delta = jnp.where(done, delta, d)
+        nee_last = jnp.where(done, nee_last, nee)
+        done = done | (d < threshold)
+        return soc, nee_last, delta, done, i + 1
 
-    soc, _, delta, n = jax.lax.while_loop(cond, body, (soc1, nee1, inf, jnp.asarray(1)))
+    soc, _, delta, _, n = jax.lax.while_loop(
+        cond, body, (soc1, nee1, inf, done0, jnp.asarray(1)))
     return soc, n, delta

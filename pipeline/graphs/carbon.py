@@ -42,6 +42,7 @@ ARCTIC_SITES = ("US-Prr", "US-Atq", "US-Ivo", "RU-Cok", "RU-Che", "FI-Sod", "FI-
                 "CA-Man", "CA-NS3", "GL-ZaH", "SJ-Adv")
 DRIVER_ORDER = ("fpar", "par", "tmin", "vpd", "smrz", "ft", "tsoil", "smsf")
 OUTPUTS = ("gpp", "ra", "rh", "nee")
+PAD_MIN = 64  # smallest padded pixel batch of the TCF kernel (one XLA compile for small blocks)
 
 
 def _table_tuple(table: Mapping[str, np.ndarray]) -> tuple:
@@ -55,10 +56,12 @@ def _clim365(a: np.ndarray, ordinal: np.ndarray) -> np.ndarray:
     ok = np.isfinite(a)
     s = np.where(ok, a, 0.0) @ onehot
     n = ok.astype(np.float64) @ onehot
-    with np.errstate(invalid="ignore", divide="ignore"):
-        clim = np.where(n > 0, s / np.where(n > 0, n, 1.0), np.nan)
-        fill = np.nanmean(np.where(np.isfinite(clim), clim, np.nan), axis=-1, keepdims=True)
-    return np.where(np.isfinite(clim), clim, fill).astype(np.float32)
+    have = n > 0
+    clim = np.where(have, s / np.where(have, n, 1.0), np.nan)
+    k = have.sum(axis=-1, keepdims=True)
+    fill = np.where(k > 0, np.where(have, clim, 0.0).sum(-1, keepdims=True) / np.maximum(k, 1),
+                    np.nan)
+    return np.where(have, clim, fill).astype(np.float32)
 
 
 def _tcf_block(*arrays, ordinal, table, threshold, max_cycles):
@@ -68,9 +71,17 @@ def _tcf_block(*arrays, ordinal, table, threshold, max_cycles):
     *drv, pft, smrz_min = arrays
     t_len = drv[0].shape[-1]
     lead = drv[0].shape[:-1]
-    flat = [np.asarray(a, np.float32).reshape(-1, t_len) for a in drv]
-    pft_f = np.asarray(pft).reshape(-1)
-    smin = np.asarray(smrz_min, np.float32).reshape(-1)
+    n = int(np.prod(lead, dtype=np.int64))
+    # Pad the pixel axis to a power of two (≥ PAD_MIN) so that XLA compiles once per record length,
+    # not once per block shape (architecture.md §5 rule 6); padded rows have PFT 0 (no model).
+    size = max(PAD_MIN, 1 << max(n - 1, 0).bit_length())
+    flat = [np.full((size, t_len), np.nan, np.float32) for _ in drv]
+    for f_, a in zip(flat, drv, strict=True):
+        f_[:n] = np.asarray(a, np.float32).reshape(-1, t_len)
+    pft_f = np.zeros(size, np.int64)
+    pft_f[:n] = np.asarray(pft).reshape(-1)
+    smin = np.zeros(size, np.float32)
+    smin[:n] = np.asarray(smrz_min, np.float32).reshape(-1)
     params = l4c.params_for_pft(dict((k, np.asarray(v)) for k, v in table), pft_f)
     d = l4c.Drivers(*flat)
     ordinal = np.asarray(ordinal)
@@ -85,7 +96,7 @@ def _tcf_block(*arrays, ordinal, table, threshold, max_cycles):
                                 max_cycles=max_cycles, smrz_min=smin)
         f = l4c.run(params, d, soc, litter, smin)
     out = [np.asarray(f.gpp), np.asarray(f.ra), np.asarray(f.rh).sum(0), np.asarray(f.nee)]
-    return tuple(o.reshape(*lead, t_len).astype(np.float32) for o in out)
+    return tuple(o[:n].reshape(*lead, t_len).astype(np.float32) for o in out)
 
 
 def run_tcf(drivers: xr.Dataset, pft: xr.DataArray, table: Mapping[str, np.ndarray], *,
@@ -106,9 +117,12 @@ def run_tcf(drivers: xr.Dataset, pft: xr.DataArray, table: Mapping[str, np.ndarr
     """
     time = drivers[dims.TIME]
     t = pd.DatetimeIndex(time.values)
-    ordinal = l4c.ordinals365(t.dayofyear.values, t.year.values)
-    if drivers.chunks and len(drivers.chunks.get(dims.TIME, (1,))) > 1:
-        drivers = drivers.chunk({dims.TIME: -1})
+    ordinal = l4c.ordinals365(t.day_of_year.values, t.year.values)
+    if any(v.chunks is not None for v in drivers.data_vars.values()):
+        # Time in one chunk (the model runs along it); space chunks unified across variables.
+        drivers = drivers.chunk({dims.TIME: -1}).unify_chunks()
+        if pft.chunks is None:
+            pft = pft.chunk({d: drivers.chunksizes[d] for d in pft.dims if d in drivers.chunksizes})
     args = [drivers[k] for k in DRIVER_ORDER] + [pft, drivers["smrz_min"]]
     outs = xr.apply_ufunc(
         _tcf_block, *args,
@@ -197,8 +211,8 @@ def _figures(model, towers, tables, min_qc) -> dict[str, bytes]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    obs = carbon.qc_filter(towers, min_qc)
-    model, obs = xr.align(model, obs, join="inner")
+    obs = carbon.qc_filter(towers, min_qc).transpose(dims.SITE, dims.TIME)
+    model, obs = xr.align(model.transpose(dims.SITE, dims.TIME), obs, join="inner")
     figs = {}
     pfts = sorted({int(p) for p in towers["pft"].values})
     fig, axes = plt.subplots(1, len(pfts), figsize=(4 * len(pfts), 4), squeeze=False)
@@ -404,7 +418,7 @@ def model_root(root: str, grid_name: str, bplut_url: str, *, publish: bool = Tru
                         join="inner")
         report["vs_truth_median_over_cells"] = {
             v: {k: float(x) for k, x in
-                metrics.score(p[v], t[v], dims.TIME).median((dims.Y, dims.X)).compute().items()}
+                metrics.score(p[v], t[v], dims.TIME).compute().median((dims.Y, dims.X)).items()}
             for v in ("nee", "gpp", "reco")}
     stores.write_json(stores.reports_url(root, "carbon-model.json"), report, storage_options)
     return report
