@@ -103,7 +103,7 @@ class FreezeThawAutoencoder(nnx.Module):
     def __call__(
         self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None
     ) -> jax.Array:
-        """Reconstruct ``x`` [batch, time, in_channels] → [batch, time, channels] (time % 4 == 0)."""
+        """Reconstruct x [batch, time, in_channels] → [batch, time, channels]; time % 4 == 0."""
         eval_bn = not train
         det = not train
         h = self.bn1(jax.nn.relu(self.conv1(x)), use_running_average=eval_bn)

@@ -52,7 +52,6 @@ def save_bundle(bundle, url: str, storage_options=None) -> ModelRef:
     ``url`` may contain ``{sha12}``, replaced by the first 12 hex digits of the digest.
     """
     from models import checkpoint
-
     from pipeline.io import stores
 
     data, digest = checkpoint.to_bytes(bundle)
@@ -64,7 +63,6 @@ def save_bundle(bundle, url: str, storage_options=None) -> ModelRef:
 def load_bundle(ref: ModelRef, storage_options=None):
     """Read and verify a bundle; a bad digest or version is a one-line TbcubeError."""
     from models import checkpoint
-
     from pipeline.io import stores
 
     data = stores.read_bytes(ref.uri, storage_options)
@@ -353,3 +351,14 @@ def train_lstm(
                    log=log)
     bundle = checkpoint.Bundle("sm_lstm", dc.asdict(cfg), res.params, norm_stats, {})
     return bundle, res.history, res.best_epoch
+
+
+def init_bundle(name: str, config: dict, seed: int, norm_stats: dict):
+    """An untrained bundle of a registered model (benchmarks, tests)."""
+    import dataclasses as dc
+
+    from models import checkpoint, registry
+
+    cfg = registry.config_from_dict(name, config)
+    return checkpoint.Bundle(name, dc.asdict(cfg), registry.get(name).init(cfg, seed), norm_stats,
+                             {})

@@ -203,3 +203,42 @@ def test_transition_errors_by_hand():
     out = freeze_thaw.transition_errors(da(pred), da(ref))
     assert out["spring_thaw"]["mean_error_days"] == -10
     assert out["autumn_freeze"]["mean_error_days"] == 3
+
+
+@pytest.mark.slow
+def test_end_to_end_on_sim_tiny(sim_tiny, tmp_path):
+    """train (few epochs) → run → validate on the simulated tiny archive (a private copy)."""
+    import json
+    import shutil
+
+    from pipeline.graphs import freeze_thaw as g
+    from pipeline.io import catalog, publish
+
+    root = tmp_path / "tiny"
+    shutil.copytree(sim_tiny, root, ignore=shutil.ignore_patterns("tmi.zarr", "gmi.zarr",
+                                                                  "amsr2.zarr", "towers"))
+    root = str(root)
+    opts = g.TrainOptions(epochs=3, patience=3, rules=training_data.SegmentRules(
+        max_segments=1200))
+    ref = g.train(root, opts)
+    report = json.loads(open(f"{root}/reports/ft-training.json").read())
+    # Learned skill on easy truth: held-out peak-season segments (labels from 271/275 K).
+    assert report["best"]["val_accuracy"] > 0.8
+    assert report["parameters"]["trainable"] == 44611 + 8 * 9 * 64
+    assert g.current_model(root) == ref
+    url = g.run(root)
+    ds = publish.open_product(root, "ft-smap-m36-v1")
+    schema.check(ds, schema.FT_PRODUCT, context=url)
+    assert json.loads(ds.attrs["tbcube_model_sha256"]) == {"ft_autoencoder": ref.sha256}
+    out = g.validate(root)
+    rep = json.loads(open(out).read())
+    st = rep["stations"]
+    assert st["n_stations"] > 5
+    for m in ("autoencoder", "npr"):
+        o = st[m]["overall"]
+        assert o["n"] == sum(o["confusion"].values()) > 1000
+        assert sum(v["n"] for v in st[m]["by_pass"].values()) == o["n"]
+        assert sum(v["n"] for v in st[m]["by_landcover"].values()) == o["n"]
+        assert 0.6 < rep["gridded_truth"][m]["overall"]["accuracy"] <= 1.0
+    assert set(rep["figures"]) == {"station-series", "accuracy-by-landcover", "accuracy-maps"}
+    assert not catalog.validate(f"{root}/catalog")

@@ -99,11 +99,15 @@ def run(root: str, reference: str, threshold: float, workers: int) -> None:
 @root_option
 @click.option("--network", default="simnet", show_default=True,
               help="In-situ network store insitu/{network}.zarr.")
-def validate(root: str, network: str) -> None:
+@click.option("--years", default=None, metavar="Y1,Y2",
+              help="Score only these years (e.g. those not used for training).")
+def validate(root: str, network: str, years: str | None) -> None:
     """Score AE and NPR against stations and gridded truth; prints the report URL."""
     from pipeline.graphs import freeze_thaw as g
 
     echo_progress(f"validating freeze/thaw on {root}")
-    url = g.validate(root, network=network, storage_options=_storage(root),
+    url = g.validate(root, network=network,
+                     years=tuple(int(y) for y in years.split(",")) if years else None,
+                     storage_options=_storage(root),
                      progress=echo_progress)
     print_url(url)

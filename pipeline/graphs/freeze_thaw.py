@@ -168,7 +168,7 @@ def train(root: str, options: TrainOptions = TrainOptions(), *, storage_options=
     stores.write_json(stores.reports_url(root, "ft-training.json"),
                       {**report, "model": {"uri": ref.uri, "sha256": ref.sha256}},
                       storage_options)
-    _register_model(root, ref, bundle.config, storage_options)
+    _register_model(root, grid_name, ref, bundle, report, storage_options)
     return ref
 
 
@@ -176,14 +176,31 @@ def _pointer(root: str) -> str:
     return stores.join(root, "models", f"{MODEL_NAME}-current.json")
 
 
-def _register_model(root, ref, config, storage_options) -> None:
+def _register_model(root, grid_name, ref, bundle, report, storage_options) -> None:
     try:
         from pipeline.io import catalog
     except ImportError:  # the catalog module is optional until it lands
         return
-    if hasattr(catalog, "register_model"):
-        catalog.register_model(root, MODEL_NAME, ref.uri, ref.sha256, config=dict(config),
-                               storage_options=storage_options)
+    if not hasattr(catalog, "register_model"):
+        return
+    n_in = 3 + int(bundle.config.get("condition_channels", 0))
+    config = {
+        "name": "FTC-Encoder freeze/thaw autoencoder",
+        "architecture": "1-D convolutional autoencoder (Conv1D 64/32 k8 s2, ConvT 32/64/3)",
+        "tasks": ["classification"],
+        "framework": "JAX/Flax NNX",
+        "framework_version": bundle.versions.get("flax") or "",
+        "total_parameters": report["parameters"]["trainable"],
+        "input": [{"name": "tb_features", "shape": [-1, -1, n_in],
+                   "dim_order": ["batch", "time", "feature"], "data_type": "float32"}],
+        "output": [{"name": "thaw_probability", "shape": [-1, -1],
+                    "dim_order": ["batch", "time"], "data_type": "float32"}],
+        "hyperparameters": dict(bundle.config),
+        "norm_stats": bundle.norm_stats,
+        "segments": report["segments"],
+    }
+    catalog.register_model(root, f"ft-autoencoder-{grid_name.lower()}-v1", ref.uri, ref.sha256,
+                           config=config, storage_options=storage_options)
 
 
 def current_model(root: str, storage_options=None) -> apply.ModelRef:
@@ -368,11 +385,12 @@ def validate_product(product: xr.Dataset, static: xr.Dataset, insitu: xr.Dataset
     return report, figs
 
 
-def validate(root: str, *, network: str = NETWORK, storage_options=None,
-             progress: Progress = None) -> str:
+def validate(root: str, *, network: str = NETWORK, years: tuple[int, ...] | None = None,
+             storage_options=None, progress: Progress = None) -> str:
     """Score the current ``ft-smap-{grid}-v1`` against stations and gridded truth.
 
-    Writes ``{root}/reports/ft-validation.json`` and PNG figures beside it; returns the JSON URL.
+    ``years`` restricts the scored days (e.g. the years not used for training).  Writes
+    ``{root}/reports/ft-validation.json`` and PNG figures beside it; returns the JSON URL.
     """
     from pipeline import sensors
 
@@ -380,6 +398,8 @@ def validate(root: str, *, network: str = NETWORK, storage_options=None,
     grid_name = tb.attrs["grid"]
     pid = product_id(grid_name)
     product = publish.open_product(root, pid, storage_options=storage_options)
+    if years:
+        product = product.sel({dims.TIME: product[dims.TIME].dt.year.isin(list(years))})
     static = stores.open_dataset(stores.static_url(root, grid_name),
                                  storage_options=storage_options).load()
     i_url = stores.insitu_url(root, network)
@@ -393,7 +413,8 @@ def validate(root: str, *, network: str = NETWORK, storage_options=None,
     hours = dict(sensors.get(SENSOR).local_time_h)
     report, figs = validate_product(product, static, insitu, truth, hours)
     report.update(product_id=pid, product_url=publish.current_url(root, pid, storage_options),
-                  network=network if insitu is not None else None)
+                  network=network if insitu is not None else None,
+                  years=list(years) if years else "all")
     from pipeline.graphs import ft_figures
 
     for name, png in ft_figures.render(figs, report).items():
@@ -414,7 +435,7 @@ def bench_inference(n_pixels: int = 2048, n_days: int = 368, batch: int = 256, r
     ``torch.inference_mode`` on the same batches; it is skipped (``torch: null``) when torch is
     not installed.  Outputs are also compared (max abs difference of P(thaw)).
     """
-    from pipeline import _ft_bench
+    from pipeline.graphs import ft_bench
 
-    return _ft_bench.run(n_pixels=n_pixels, n_days=n_days, batch=batch, repeats=repeats,
+    return ft_bench.run(n_pixels=n_pixels, n_days=n_days, batch=batch, repeats=repeats,
                          seed=seed, torch_compare=torch_compare, timer=_time.perf_counter)
