@@ -33,10 +33,15 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipeline import apply, dims, errors, fuse, grid, harmonise, metrics, schema, sensors
+from pipeline import apply, dims, errors, fuse, grid, harmonise, metrics, qc, schema, sensors
 from pipeline.io import publish, stores
 
 HARMONISED_SENSORS = ("tmi", "amsre", "amsr2", "gmi")
+# Screens for frozen ground and snow from the sensor's own calibrated TB (heuristics, tunable):
+# 36.5 GHz V is a proxy of the physical temperature (emissivity ≈ 0.95 over land), and dry-snow
+# volume scattering makes 18.7 V exceed 36.5 V (a Grody-style scattering index).
+FROZEN_TB36V_K = 258.0
+SNOW_SCATTER_K = 10.0
 TRAIN_SENSORS = ("amsr2", "gmi")
 
 
@@ -315,11 +320,22 @@ def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.Mode
     sm = apply.apply_sequence_model(feats, ref, resources=resources)
     sm = sm.transpose(dims.TIME, dims.PASS, dims.Y, dims.X)
     observed = feats.sel({dims.FEATURE: "observed"}, drop=True) > 0.5
-    sm = sm.where(observed).clip(0.0, 1.0)
+    tb36 = feats.sel({dims.FEATURE: "tb_36.5V"}, drop=True)
+    tb18 = feats.sel({dims.FEATURE: "tb_18.7V"}, drop=True)
+    frozen = tb36 < FROZEN_TB36V_K
+    snow = (tb18 - tb36) > SNOW_SCATTER_K
+    sm = sm.where(observed & ~frozen & ~snow).clip(0.0, 1.0)
+    flag = (xr.where(frozen, int(qc.QC.FROZEN_GROUND), 0)
+            | xr.where(snow, int(qc.QC.SNOW_COVER), 0)
+            | xr.where(~observed, int(qc.QC.INSUFFICIENT_OBS), 0)).astype(np.uint16)
     coords = grid.grid_coords(cal.attrs["grid"], grid.Window.parse(cal.attrs["grid_window"]))
-    out = xr.Dataset({dims.SOIL_MOISTURE: sm.astype(np.float32).assign_attrs(
-        units="m3 m-3", long_name=f"soil moisture harmonised to SMAP from {sensor} TB",
-        standard_name="volume_fraction_of_condensed_water_in_soil", grid_mapping=dims.CRS)})
+    out = xr.Dataset({
+        dims.SOIL_MOISTURE: sm.astype(np.float32).assign_attrs(
+            units="m3 m-3", long_name=f"soil moisture harmonised to SMAP from {sensor} TB",
+            standard_name="volume_fraction_of_condensed_water_in_soil", grid_mapping=dims.CRS),
+        dims.QUALITY_FLAG: flag.transpose(dims.TIME, dims.PASS, dims.Y, dims.X).assign_attrs(
+            {**qc.flag_attrs(), "grid_mapping": dims.CRS}),
+    })
     out = out.assign_coords({dims.LAT: coords[dims.LAT], dims.LON: coords[dims.LON]})
     out[dims.CRS] = coords[dims.CRS]
     out.attrs = {"grid": cal.attrs["grid"], "grid_window": cal.attrs["grid_window"],
@@ -440,7 +456,13 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
     truth = None
     tu = stores.truth_url(root, static.attrs["grid"])
     if stores.exists(tu, storage_options):
-        truth = stores.open_dataset(tu, storage_options=storage_options)[dims.SOIL_MOISTURE]
+        t_ds = stores.open_dataset(tu, storage_options=storage_options)
+        truth = t_ds[dims.SOIL_MOISTURE]
+        if "frozen" in t_ds:
+            # liquid soil moisture is only retrievable on thawed days: score those
+            frozen_any = t_ds["frozen"].max(dims.PASS) if dims.PASS in t_ds["frozen"].dims \
+                else t_ds["frozen"]
+            truth = truth.where(frozen_any == 0)
     products = {}
     for s in HARMONISED_SENSORS + ("smap", "fused"):
         try:
@@ -504,7 +526,10 @@ def _station_scores(root, daily: xr.DataArray, static: xr.Dataset, storage_optio
                 continue
             est = daily.isel({dims.Y: r, dims.X: c}, drop=True)
             ref = sm.sel({dims.STATION: sid}, drop=True).reindex_like(est)
-            per[str(sid)] = _score(est, ref, dims.TIME)
+            sc = _score(est, ref, dims.TIME)
+            if sc["n"] == 0:
+                continue  # the station lies outside this sensor's coverage
+            per[str(sid)] = sc
             pairs_e.append(est)
             pairs_r.append(ref)
         if per:

@@ -1,0 +1,79 @@
+"""``tbcube sm train|harmonise|fuse|validate``: the MCCA-ML chain after the SMAP retrieval.
+
+These commands are attached to the ``sm`` group (:mod:`pipeline.cli.sm`).
+"""
+
+from __future__ import annotations
+
+import click
+
+from pipeline.cli._common import echo_progress, print_url, root_option
+
+
+def _settings(test_year: int | None, epochs: int | None):
+    import dataclasses
+
+    from pipeline.graphs.harmonise import TrainSettings
+
+    s = TrainSettings()
+    if test_year is not None:
+        s = dataclasses.replace(s, test_year=test_year)
+    if epochs is not None:
+        s = dataclasses.replace(s, max_epochs=epochs)
+    return s
+
+
+@click.command("train")
+@root_option
+@click.option("--test-year", type=int, default=None,
+              help="Year held out of training (default 2018).")
+@click.option("--epochs", type=int, default=None, help="Maximum epochs (early stopping).")
+def train(root: str, test_year: int | None, epochs: int | None) -> None:
+    """Train the grid-aware LSTM (calibrated TB → SMAP soil moisture) on the overlap years."""
+    from pipeline.graphs import harmonise
+
+    rep = harmonise.train(root, _settings(test_year, epochs), progress=echo_progress)
+    click.echo(f"model {rep['model']['uri']} (sha256 {rep['model']['sha256'][:12]}…), "
+               f"best epoch {rep['best_epoch']} of {rep['epochs']}", err=True)
+    print_url(f"{root.rstrip('/')}/reports/sm-train.json")
+
+
+@click.command("harmonise")
+@root_option
+def harmonise_cmd(root: str) -> None:
+    """Apply the LSTM to each sensor's whole record (TMI, AMSR-E, AMSR2, GMI)."""
+    from pipeline.graphs import harmonise
+
+    rep = harmonise.harmonise_all(root, progress=echo_progress)
+    for s, url in rep["products"].items():
+        click.echo(f"{s}: {url}", err=True)
+    print_url(f"{root.rstrip('/')}/reports/sm-harmonise.json")
+
+
+@click.command("fuse")
+@root_option
+def fuse_cmd(root: str) -> None:
+    """Fuse the harmonised records (+ SMAP) into one daily product."""
+    from pipeline.graphs import harmonise
+
+    rep = harmonise.fuse_all(root, progress=echo_progress)
+    cov = rep["land_coverage"]
+    click.echo(f"land coverage: mean {cov['mean']}, min on days with ≥2 sensors "
+               f"{cov['min_when_2plus_sensors']}", err=True)
+    print_url(rep["product"])
+
+
+@click.command("validate")
+@root_option
+def validate_cmd(root: str) -> None:
+    """Score every soil-moisture product against truth, held-out SMAP and stations."""
+    from pipeline.graphs import harmonise
+
+    rep = harmonise.validate(root, progress=echo_progress)
+    for s, d in rep["against_truth_unseen"].items():
+        click.echo(f"{s:>6}: ubRMSD vs truth {d['ubrmsd']} m3/m3, R {d['r']}, "
+                   f"bias {d['bias']} (n={d['n']})", err=True)
+    print_url(f"{root.rstrip('/')}/reports/sm-validation.json")
+
+
+COMMANDS = (train, harmonise_cmd, fuse_cmd, validate_cmd)
