@@ -97,7 +97,7 @@ def test_dobson_is_increasing_and_close_to_mironov():
 
 
 def test_dobson_dry_limit_is_the_solid_phase_mixture():
-    # Dobson et al. (1985) eq.: at m_v → 0, ε^α = 1 + (ρb/ρs)(ε_s^α − 1), ε_s = (1.01+0.44ρs)²−0.062.
+    # Dobson et al. (1985): at m_v → 0, ε^α = 1 + (ρb/ρs)(ε_s^α − 1), ε_s = (1.01+0.44ρs)²−0.062.
     rho_b, rho_s, alpha = 1.4, 2.66, 0.65
     eps_s = (1.01 + 0.44 * rho_s) ** 2 - 0.062
     ref = (1 + rho_b / rho_s * (eps_s**alpha - 1)) ** (1 / alpha)

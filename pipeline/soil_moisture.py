@@ -1,0 +1,359 @@
+"""SMAP physical soil-moisture retrieval stage: TB + static layers → SM, VOD and QC flags.
+
+A pure ``Dataset -> Dataset`` stage (docs/architecture.md): no I/O, no compute, identical on
+numpy- and dask-backed input.  The per-pixel inversion (multi-channel collaborative retrieval,
+:mod:`models.retrieval`, formulation in docs/soil-moisture.md) runs through
+:func:`pipeline.apply.apply_array_kernel`, which the caller hands in as ``apply_kernel`` (the
+graph :func:`pipeline.graphs.retrieval.retrieve` does): science stages import neither
+:mod:`models` nor :mod:`pipeline.apply` (layering contract, architecture.md §4.2).
+
+Product (docs/data-contract.md "SMAP physical soil moisture"): ``soil_moisture`` [m3 m-3],
+``vod`` [1] and ``quality_flag`` (uint16 :class:`pipeline.qc.QC` bits), all (time, pass, y, x).
+``soil_moisture``/``vod`` are NaN where the flags say no retrieval is possible:
+INSUFFICIENT_OBS (no TB pair), OUT_OF_RANGE_TB, FROZEN_GROUND, SNOW_COVER,
+PERMANENT_SNOW_ICE, OPEN_WATER_DOMINATED, RETRIEVAL_NOT_CONVERGED.  Flag-only bits (value
+kept): DENSE_VEGETATION (retrieved VOD above ``vod_dense``), WATER_CONTAMINATION (open water
+between ``water_flag_fraction`` and ``water_mask_fraction``, corrected), and the TB store's own
+RFI / precipitation / coastal bits, which are propagated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+
+import numpy as np
+import xarray as xr
+
+from pipeline import dims, errors, qc
+
+__all__ = [
+    "DEFAULT_LANDCOVER_PARAMS",
+    "KERNEL",
+    "RetrievalParams",
+    "landcover_parameters",
+    "retrieval_quality_flags",
+    "retrieve_smap",
+    "smap_channels",
+]
+
+KERNEL = "models.retrieval:retrieve_with_settings"
+SMAP_FREQ_GHZ = 1.41
+
+# IGBP class → (h roughness, ω single-scattering albedo, VOD prior).  Approximate values in the
+# spirit of the SMAP L2 land-cover table (science.md §3.2: h ≈ 0.1–0.16, ω ≈ 0–0.12, [K]); the
+# SMAP MCCA values are [NF], so this is a documented, configurable default, not a fact.
+DEFAULT_LANDCOVER_PARAMS: tuple[tuple[int, float, float, float], ...] = (
+    (0, 0.13, 0.05, 0.2),  # unclassified
+    (1, 0.16, 0.05, 0.8),  # evergreen needleleaf forest
+    (2, 0.16, 0.05, 1.0),  # evergreen broadleaf forest
+    (3, 0.16, 0.05, 0.7),  # deciduous needleleaf forest
+    (4, 0.16, 0.05, 0.7),  # deciduous broadleaf forest
+    (5, 0.16, 0.05, 0.8),  # mixed forest
+    (6, 0.11, 0.05, 0.35),  # closed shrubland
+    (7, 0.11, 0.05, 0.15),  # open shrubland
+    (8, 0.125, 0.05, 0.4),  # woody savanna
+    (9, 0.156, 0.08, 0.3),  # savanna
+    (10, 0.156, 0.05, 0.15),  # grassland
+    (11, 0.10, 0.05, 0.3),  # permanent wetland
+    (12, 0.108, 0.05, 0.2),  # cropland
+    (13, 0.10, 0.03, 0.2),  # urban
+    (14, 0.13, 0.065, 0.25),  # cropland / natural mosaic
+    (15, 0.0, 0.0, 0.0),  # snow and ice (masked)
+    (16, 0.15, 0.0, 0.02),  # barren
+    (17, 0.0, 0.0, 0.0),  # water bodies (masked)
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalParams:
+    """Settings of the SMAP retrieval and its QC (all documented in docs/soil-moisture.md).
+
+    Attributes:
+      dielectric: Dielectric model the retrieval assumes (``"mironov"`` or ``"dobson"``).
+      core_pol: Core channel polarisation (``"V"`` or ``"H"``).
+      q, n: Roughness polarisation mixing and angular exponent.
+      sm_min, sm_max, vod_min, vod_max: Retrieval bounds.
+      sigma_core_k, sigma_col_k: Expected misfits of the core and collaborative channels [K].
+      sigma_vod_prior, sigma_sm_prior: Prior widths (weak by default).
+      sigma_vod_pass: AM/PM VOD coupling width (``inf`` = passes independent).
+      n_iter: Levenberg–Marquardt iterations.
+      max_residual_k: RMS residual above which a pixel counts as not converged [K].
+      water_correction: Remove the open-water emission before retrieving.
+      landcover_params: ``(igbp, h, omega, vod_prior)`` rows; missing classes use class 0.
+      water_flag_fraction: Open-water fraction that sets WATER_CONTAMINATION.
+      water_mask_fraction: Open-water fraction above which no SM is retrieved.
+      vod_dense: Retrieved VOD above which DENSE_VEGETATION is set (0.55 ≈ VWC 5 kg m-2 at
+        b = 0.11, the SMAP accuracy-requirement limit).
+      frozen_below_k: Surface temperature below which the ground is frozen (no FT product).
+      snow_swe_mm: Snow water equivalent above which SNOW_COVER is set.
+      tb_min_k, tb_max_k: Plausible TB range; outside → OUT_OF_RANGE_TB.
+      batch: Pixels per kernel call.
+    """
+
+    dielectric: str = "mironov"
+    core_pol: str = "V"
+    q: float = 0.0
+    n: float = 2.0
+    sm_min: float = 0.02
+    sm_max: float = 0.6
+    vod_min: float = 0.0
+    vod_max: float = 2.0
+    sigma_core_k: float = 2.0
+    sigma_col_k: float = 1.0
+    sigma_vod_prior: float = 2.0
+    sigma_sm_prior: float = 2.0
+    sigma_vod_pass: float = 0.05
+    n_iter: int = 25
+    max_residual_k: float = 5.0
+    water_correction: bool = True
+    landcover_params: tuple[tuple[int, float, float, float], ...] = DEFAULT_LANDCOVER_PARAMS
+    water_flag_fraction: float = 0.05
+    water_mask_fraction: float = 0.5
+    vod_dense: float = 0.55
+    frozen_below_k: float = 273.15
+    snow_swe_mm: float = 10.0
+    tb_min_k: float = 50.0
+    tb_max_k: float = 340.0
+    batch: int = 4096
+
+    def kernel_settings(self, *, incidence_deg: float) -> tuple:
+        """The hashable settings tuple handed to the retrieval kernel."""
+        settings = {
+            "freq_ghz": SMAP_FREQ_GHZ,
+            "incidence_deg": float(incidence_deg),
+            "dielectric": self.dielectric,
+            "core_pol": self.core_pol,
+            "q": self.q,
+            "n": self.n,
+            "sm_min": self.sm_min,
+            "sm_max": self.sm_max,
+            "vod_min": self.vod_min,
+            "vod_max": self.vod_max,
+            "sigma_core_k": self.sigma_core_k,
+            "sigma_col_k": self.sigma_col_k,
+            "sigma_vod_prior": self.sigma_vod_prior,
+            "sigma_sm_prior": self.sigma_sm_prior,
+            "sigma_vod_pass": self.sigma_vod_pass,
+            "n_iter": self.n_iter,
+            "max_residual_k": self.max_residual_k,
+            "water_correction": self.water_correction,
+            "max_water_fraction": self.water_mask_fraction,
+        }
+        return tuple(sorted(settings.items()))
+
+    def to_json(self) -> str:
+        """The resolved settings as JSON (recorded in the product attrs)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+
+
+def smap_channels(tb: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
+    """(TBv, TBh) [K] of the L-band channel pair, dims (time, pass, y, x).
+
+    Raises:
+      errors.InputDataError: no 1.41 GHz V and H channels, or TB not in K.
+    """
+    if dims.TB not in tb:
+        raise errors.InputDataError("tb: variable 'tb' missing")
+    units = tb[dims.TB].attrs.get("units", "K")
+    if units != "K":
+        raise errors.InputDataError(f"tb: variable 'tb' units {units!r} != 'K'")
+    # The channel index labels ("1.41V") carry frequency and polarisation (data contract);
+    # reading them, unlike the frequency_ghz/polarization coords, never computes dask data.
+    labels = [str(c) for c in tb.indexes[dims.CHANNEL]]
+    freq = np.array([float(c[:-1]) if c[:-1].replace(".", "", 1).isdigit() else np.nan
+                     for c in labels])
+    pol = np.array([c[-1:] for c in labels])
+    pick = {}
+    for p in ("V", "H"):
+        sel = np.flatnonzero((np.abs(freq - SMAP_FREQ_GHZ) < 0.05) & (pol == p))
+        if sel.size == 0:
+            raise errors.InputDataError(f"tb: variable 'tb' has no {SMAP_FREQ_GHZ} GHz {p} channel")
+        pick[p] = tb[dims.TB].isel({dims.CHANNEL: int(sel[0])}, drop=True)
+    order = (dims.TIME, dims.PASS, dims.Y, dims.X)
+    # Non-index coords (lat/lon) are dropped: comparing dask-backed coords during arithmetic
+    # would compute them; the product gets them back from the TB store in the assembly step.
+    return (pick["V"].transpose(*order).reset_coords(drop=True),
+            pick["H"].transpose(*order).reset_coords(drop=True))
+
+
+def landcover_parameters(landcover: xr.DataArray, table=DEFAULT_LANDCOVER_PARAMS):
+    """Per-pixel (h, omega, vod_prior) [1] from the IGBP class (y, x); unknown → class 0."""
+    lut = np.zeros((3, 256), np.float32)
+    default = next((row for row in table if row[0] == 0), (0, 0.13, 0.05, 0.2))
+    lut[:, :] = np.asarray(default[1:], np.float32)[:, None]
+    for igbp, h, omega, vod in table:
+        lut[:, int(igbp)] = (h, omega, vod)
+
+    def look(lc, i):
+        idx = np.clip(np.nan_to_num(np.asarray(lc, float), nan=0.0), 0, 255).astype(int)
+        return lut[i][idx]
+
+    out = []
+    for i, name in enumerate(("h", "omega", "vod_prior")):
+        da = xr.apply_ufunc(look, landcover, kwargs={"i": i}, dask="parallelized",
+                            output_dtypes=[np.float32])
+        out.append(da.rename(name))
+    return tuple(out)
+
+
+def _aligned(da: xr.DataArray, like: xr.DataArray, name: str) -> xr.DataArray:
+    """``da`` on ``like``'s time/pass labels (missing → NaN); y/x must match in size."""
+    for d in (dims.Y, dims.X):
+        if d in da.dims and da.sizes[d] != like.sizes[d]:
+            raise errors.InputDataError(
+                f"{name}: dim '{d}' has {da.sizes[d]} cells, tb has {like.sizes[d]}")
+    index = {d: like[d] for d in (dims.TIME, dims.PASS) if d in da.dims and d in like.coords}
+    out = da.reset_coords(drop=True)
+    out = out.reindex(index) if index else out
+    return out.assign_coords({d: like[d] for d in (dims.Y, dims.X) if d in out.dims})
+
+
+def _bit(cond: xr.DataArray, flag: qc.QC) -> xr.DataArray:
+    return xr.where(cond, int(flag), 0).astype(qc.QC_DTYPE)
+
+
+def retrieval_quality_flags(
+    tb_v: xr.DataArray,
+    tb_h: xr.DataArray,
+    static: xr.Dataset,
+    params: RetrievalParams,
+    *,
+    tb_flags: xr.DataArray | None = None,
+    frozen: xr.DataArray | None = None,
+    snow: xr.DataArray | None = None,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Pre-retrieval QC: (flags uint16, mask True where no retrieval is possible), (t, p, y, x)."""
+    observed = np.isfinite(tb_v) & np.isfinite(tb_h)
+    in_range = ((tb_v >= params.tb_min_k) & (tb_v <= params.tb_max_k)
+                & (tb_h >= params.tb_min_k) & (tb_h <= params.tb_max_k))
+    bad_range = observed & ~in_range
+    flags = _bit(~observed, qc.QC.INSUFFICIENT_OBS) | _bit(bad_range, qc.QC.OUT_OF_RANGE_TB)
+    masked = ~observed | bad_range
+    if tb_flags is not None:
+        carried = int(qc.QC.RFI_SUSPECTED | qc.QC.PRECIPITATION | qc.QC.WATER_CONTAMINATION)
+        flags = flags | (tb_flags.astype(qc.QC_DTYPE) & qc.QC_DTYPE(carried))
+    wf = static["water_fraction"].fillna(0.0)
+    flags = flags | _bit(wf > params.water_flag_fraction, qc.QC.WATER_CONTAMINATION)
+    water = wf > params.water_mask_fraction
+    ice = static["landcover"] == 15
+    flags = flags | _bit(water, qc.QC.OPEN_WATER_DOMINATED) | _bit(ice, qc.QC.PERMANENT_SNOW_ICE)
+    masked = masked | water | ice
+    if frozen is not None:
+        flags = flags | _bit(frozen, qc.QC.FROZEN_GROUND)
+        masked = masked | frozen
+    if snow is not None:
+        flags = flags | _bit(snow, qc.QC.SNOW_COVER)
+        masked = masked | snow
+    order = (dims.TIME, dims.PASS, dims.Y, dims.X)
+    return flags.transpose(*order), masked.transpose(*order)
+
+
+def retrieve_smap(
+    tb: xr.Dataset,
+    static: xr.Dataset,
+    *,
+    ft_state: xr.DataArray | None = None,
+    surface_temperature: xr.DataArray | None = None,
+    snow_water_equivalent: xr.DataArray | None = None,
+    params: RetrievalParams | None = None,
+    apply_kernel: Callable[..., tuple[xr.DataArray, ...]],
+) -> xr.Dataset:
+    """Retrieve soil moisture and VOD from SMAP TBv/TBh (lazy on dask input).
+
+    Args:
+      tb: SMAP TB store (data-contract ``tb/smap.zarr``): ``tb`` (time, pass, channel, y, x)
+        [K], optional ``quality_flag``; attr ``incidence_angle_deg`` (default 40).
+      static: Static layers on the same grid window: ``clay_fraction``, ``sand_fraction``,
+        ``bulk_density``, ``water_fraction``, ``landcover`` (y, x).
+      ft_state: Freeze/thaw state (time, pass, y, x), 0 frozen / 1 thawed / −1 missing; when
+        None, frozen ground is ``surface_temperature < frozen_below_k``.
+      surface_temperature: Effective temperature (time, pass, y, x) [K] (e.g. model or truth
+        surface temperature).  Required: one day's V/H ratio alone cannot separate SM from VOD
+        (docs/soil-moisture.md); passes without a temperature get INSUFFICIENT_OBS.
+      snow_water_equivalent: Optional SWE (time[, pass], y, x) [mm] → SNOW_COVER.
+      params: Retrieval and QC settings (default :class:`RetrievalParams`).
+      apply_kernel: :func:`pipeline.apply.apply_array_kernel` (injected by the graph layer).
+
+    Returns:
+      Dataset with ``soil_moisture`` [m3 m-3], ``vod`` [1], ``quality_flag`` (time, pass, y, x),
+      ``lat``/``lon`` coords, ``crs`` and the TB store's grid attrs.
+    """
+    params = params or RetrievalParams()
+    tb_v, tb_h = smap_channels(tb)
+    for var in ("clay_fraction", "sand_fraction", "bulk_density", "water_fraction", "landcover"):
+        if var not in static:
+            raise errors.InputDataError(f"static: variable '{var}' missing")
+    for d in (dims.Y, dims.X):
+        if static.sizes.get(d) != tb.sizes[d]:
+            raise errors.InputDataError(
+                f"static: dim '{d}' has {static.sizes.get(d)} cells, tb has {tb.sizes[d]}")
+    static = static.reset_coords(drop=True).assign_coords({d: tb[d] for d in (dims.Y, dims.X)})
+    incidence = float(tb.attrs.get("incidence_angle_deg", 40.0))
+
+    if surface_temperature is None:
+        raise errors.InputDataError(
+            "surface_temperature: required by the SMAP retrieval (effective temperature of the "
+            "core channel); none given")
+    t_eff = _aligned(surface_temperature, tb_v, "surface_temperature").astype(np.float32)
+    t_eff = t_eff.transpose(*tb_v.dims)
+    if ft_state is not None:
+        frozen = _aligned(ft_state, tb_v, "ft_state") == 0
+    else:
+        frozen = t_eff < params.frozen_below_k
+    snow = None
+    if snow_water_equivalent is not None:
+        snow = _aligned(snow_water_equivalent, tb_v, "snow_water_equivalent") > params.snow_swe_mm
+
+    tb_flags = None
+    if dims.QUALITY_FLAG in tb:
+        tb_flags = tb[dims.QUALITY_FLAG].transpose(*tb_v.dims).reset_coords(drop=True)
+    flags, masked = retrieval_quality_flags(tb_v, tb_h, static, params, tb_flags=tb_flags,
+                                            frozen=frozen, snow=snow)
+    no_t = t_eff.isnull()
+    flags = flags | _bit(no_t, qc.QC.INSUFFICIENT_OBS)
+    masked = masked | no_t
+    h, omega, vod_prior = landcover_parameters(static["landcover"], params.landcover_params)
+
+    inputs = [tb_v.where(~masked), tb_h.where(~masked), t_eff, static["water_fraction"],
+              static["clay_fraction"], static["sand_fraction"], static["bulk_density"],
+              h, omega, vod_prior]
+    inputs = [a.astype(np.float32) for a in inputs]
+    sm, vod, converged, _ = apply_kernel(
+        KERNEL, inputs, core_dim=dims.PASS, n_outputs=4,
+        config=params.kernel_settings(incidence_deg=incidence),
+        batch=params.batch)
+    order = (dims.TIME, dims.PASS, dims.Y, dims.X)
+    sm, vod, converged = (a.transpose(*order) for a in (sm, vod, converged))
+
+    attempted = ~masked
+    not_conv = attempted & (converged < 0.5)
+    dense = attempted & (vod > params.vod_dense)
+    flags = flags | _bit(not_conv, qc.QC.RETRIEVAL_NOT_CONVERGED) | _bit(dense,
+                                                                           qc.QC.DENSE_VEGETATION)
+    good = attempted & ~not_conv
+    return _assemble(tb, sm.where(good), vod.where(good), flags, params)
+
+
+def _assemble(tb, sm, vod, flags, params: RetrievalParams) -> xr.Dataset:
+    order = (dims.TIME, dims.PASS, dims.Y, dims.X)
+    out = xr.Dataset({
+        dims.SOIL_MOISTURE: sm.astype(np.float32).transpose(*order).assign_attrs(
+            units="m3 m-3", long_name="volumetric soil moisture, 0-5 cm (SMAP MCCA retrieval)",
+            standard_name="volume_fraction_of_condensed_water_in_soil", grid_mapping=dims.CRS),
+        dims.VOD: vod.astype(np.float32).transpose(*order).assign_attrs(
+            units="1", long_name="L-band vegetation optical depth at nadir",
+            grid_mapping=dims.CRS),
+        dims.QUALITY_FLAG: flags.astype(qc.QC_DTYPE).transpose(*order).assign_attrs(
+            {**qc.flag_attrs(), "grid_mapping": dims.CRS}),
+    })
+    keep = [c for c in (dims.LAT, dims.LON) if c in tb.coords]
+    out = out.assign_coords({c: tb[c] for c in keep})
+    out = out.assign_coords({d: tb[d] for d in (dims.TIME, dims.PASS, dims.Y, dims.X)})
+    if dims.CRS in tb.variables:
+        out[dims.CRS] = tb[dims.CRS]
+    attrs = {k: tb.attrs[k] for k in ("grid", "grid_window") if k in tb.attrs}
+    return out.assign_attrs(
+        attrs, sensor="smap", title="tbcube SMAP soil moisture and VOD (multi-channel retrieval)",
+        Conventions="CF-1.10", retrieval_settings=params.to_json())
