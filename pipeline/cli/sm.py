@@ -54,3 +54,18 @@ def retrieve_cmd(root: str, dielectric: str, core_pol: str, sigma_vod_pass: floa
                    f"m3/m3 (n={target['n']})", err=True)
     click.echo(json.dumps(rep.get("flag_counts", {})), err=True)
     print_url(url)
+
+
+def _attach_later_stages() -> None:
+    """Add the MCCA-ML chain commands (train / harmonise / fuse / validate) when present."""
+    import importlib.util
+
+    if importlib.util.find_spec("pipeline.cli.sm_ml") is None:
+        return
+    from pipeline.cli import sm_ml
+
+    for command in sm_ml.COMMANDS:
+        sm.add_command(command)
+
+
+_attach_later_stages()
