@@ -82,7 +82,7 @@ def process_file(
             granule, target, window, weighting=weighting, tb_range_k=tb_range_k
         )
         res.counts = counts
-        if ds is None:
+        if ds is None or counts["used"] == 0:
             res.status = "no_valid_observations"
         else:
             res.gridded = ds
@@ -260,6 +260,15 @@ def _ingest_sensor(
         r.status = "ingested"
     if acc is None:
         return None
+    # Days where the batch saw only masked samples are written only if the store has them.
+    stored = set() if attrs is None else set(
+        stores.open_dataset(url, storage_options=storage_options)[dims.TIME].values)
+    with_tb = gridding.drop_empty_days(acc)
+    keep = [t for t in acc[dims.TIME].values
+            if t in stored or (with_tb is not None and t in with_tb[dims.TIME].values)]
+    if not keep:
+        return None
+    acc = acc.sel({dims.TIME: keep})
     _merge_into_store(acc, url, sensor, g, w, entries, history_line, storage_options, tb_range_k)
     out = {"schema": _check_schema(url, sensor, storage_options)}
     if sensor == "smap":

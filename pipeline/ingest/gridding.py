@@ -40,6 +40,7 @@ __all__ = [
     "empty_counts",
     "grid_granule",
     "grid_swath",
+    "drop_empty_days",
     "merge_gridded",
     "place_on",
 ]
@@ -95,7 +96,9 @@ def grid_swath(
       ``n_obs`` (same dims) uint16, ``local_time`` (time, pass, y, x) float32 [h],
       ``quality_flag`` (time, pass, y, x) uint16 and ``anc_<name>`` (time, pass, y, x) float32
       over the block of the window's cells the swath touches (``y``/``x`` are the grid's own
-      values); None when no sample was usable inside the window.
+      values); None when no geolocated observation fell inside the window.  QC bits cover every
+      geolocated observation, so a day can hold flags but no TB; :func:`drop_empty_days`
+      removes such days before writing (``counts["used"] == 0`` means nothing to write).
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -121,7 +124,7 @@ def grid_swath(
         fill=int(fill.sum()), bad_quality=int(bad.sum()), out_of_range=int(oor.sum()),
         outside_grid=int((usable & ~inside[:, None]).sum()), used=int(used.sum()),
     )
-    if not used.any():
+    if not inside.any():
         return None, counts
     idx = np.flatnonzero(inside)
     # Grid only the block of cells the swath touches; merges align blocks on y/x values.
@@ -134,8 +137,7 @@ def grid_swath(
     hour = (lst_s - day * 86400.0) / 3600.0
     pas = (hour >= 12.0).astype(np.int64)
     key = day * 2 + pas
-    has_used = used[idx].any(axis=1)
-    keys = np.unique(key[has_used])
+    keys = np.unique(key)
     days = np.unique(keys // 2)
     ny, nx = w.shape
     kk = len(labels)
@@ -199,6 +201,12 @@ def _assemble(days, labels, g, w, tb, n_obs, lt, qf, anc) -> xr.Dataset:
     )
 
 
+def drop_empty_days(ds: xr.Dataset) -> xr.Dataset | None:
+    """Keep the days with at least one TB observation (None if there are none)."""
+    keep = (ds[N_OBS] > 0).any([d for d in ds[N_OBS].dims if d != dims.TIME]).values
+    return ds.isel({dims.TIME: np.flatnonzero(keep)}) if keep.any() else None
+
+
 def grid_granule(
     granule: Granule,
     target: str | grid.Grid,
@@ -210,7 +218,8 @@ def grid_granule(
     """Grid every swath of a granule and merge them (see :func:`grid_swath`).
 
     Returns:
-      ``(gridded, counts)`` with counts summed over swaths; ``gridded`` None when the granule
+      ``(gridded, counts)`` with counts summed over swaths; ``gridded`` may hold days with QC
+      bits but no TB (see :func:`drop_empty_days`); ``counts["used"] == 0`` means the granule
       has no usable sample inside the window ("no valid observations").
     """
     total = empty_counts()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 
@@ -87,8 +89,12 @@ def test_all_fill_gives_no_grid():
     sw = _swath([np.nan, 5.0], [np.nan, 5.0], ["NaT", "2015-01-01T00:00"],
                 [[np.nan, np.nan], [np.nan, np.nan]])
     ds, counts = gridding.grid_swath(sw, "smap", "M36")
-    assert ds is None
     assert counts["fill"] == counts["samples"] == 4 and counts["used"] == 0
+    # The geolocated observation leaves (zero) QC bits but no TB: nothing worth writing.
+    assert int(ds[dims.TB].count()) == 0 and gridding.drop_empty_days(ds) is None
+    nowhere, counts = gridding.grid_swath(_swath([np.nan], [np.nan], ["NaT"], [[250, 240]]),
+                                          "smap", "M36")
+    assert nowhere is None and counts["fill"] == 2
 
 
 def test_inverse_distance_weighting_by_hand():
@@ -153,3 +159,46 @@ def test_merge_unites_disjoint_blocks_and_places_on_the_window():
     assert full.sizes[dims.Y] == win.shape[0] and full.sizes[dims.X] == win.shape[1]
     assert int(full[dims.TB].count()) == 4 and int(full[gridding.N_OBS].sum()) == 4
     assert full[dims.QUALITY_FLAG].dtype == np.uint16
+
+
+def _random_swath(rng, n):
+    lat = rng.uniform(55, 70, n)
+    lon = rng.uniform(-160, -140, n)
+    t = np.datetime64("2015-08-10T00:00", "s") + rng.integers(0, 3 * 86400, n).astype(
+        "timedelta64[s]")
+    tb = rng.uniform(30, 380, (n, 2))
+    tb[rng.random((n, 2)) < 0.1] = np.nan
+    bad = rng.random((n, 2)) < 0.1
+    flags = rng.choice([0, 1, 4], n).astype(np.uint16)
+    return _swath(lat, lon, t, tb, bad=bad, flags=flags)
+
+
+def _subset(sw, sel):
+    return Swath(channels=sw.channels, lat=sw.lat[sel], lon=sw.lon[sel], time=sw.time[sel],
+                 tb=sw.tb[sel], bad=sw.bad[sel], flags=sw.flags[sel])
+
+
+@hypothesis.settings(max_examples=6, deadline=None)
+@hypothesis.given(seed=st.integers(0, 10_000), n=st.integers(2, 120),
+                  split=st.floats(0.05, 0.95))
+def test_gridding_a_split_swath_and_merging_equals_gridding_it_whole(seed, n, split):
+    sw = _random_swath(np.random.default_rng(seed), n)
+    k = max(1, int(n * split))
+    whole, cw = gridding.grid_swath(sw, "smap", "N36")
+    parts = [gridding.grid_swath(_subset(sw, s), "smap", "N36")
+             for s in (slice(0, k), slice(k, n))]
+    total = {key: parts[0][1][key] + parts[1][1][key] for key in gridding.COUNT_KEYS}
+    assert total == cw
+    assert sum(cw[key] for key in gridding.COUNT_KEYS[1:]) == cw["samples"]
+    grids = [p[0] for p in parts if p[0] is not None]
+    if whole is None:
+        assert not grids
+        return
+    merged = grids[0] if len(grids) == 1 else gridding.merge_gridded(*grids)
+    merged = gridding.place_on(merged, whole[dims.Y].values, whole[dims.X].values)
+    np.testing.assert_allclose(merged[dims.TB].values, whole[dims.TB].values, rtol=1e-5)
+    np.testing.assert_array_equal(merged[gridding.N_OBS].values, whole[gridding.N_OBS].values)
+    np.testing.assert_array_equal(merged[dims.QUALITY_FLAG].values,
+                                  whole[dims.QUALITY_FLAG].values)
+    np.testing.assert_allclose(merged[dims.LOCAL_TIME].values, whole[dims.LOCAL_TIME].values,
+                               rtol=1e-5)

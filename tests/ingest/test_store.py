@@ -189,3 +189,33 @@ def test_unreadable_existing_store_fails_its_granules_only(tmp_path, granules, f
     assert "\n" not in by_name["A.h5"]["error"]
     assert rep["stores"] == {} and rep["n_failed"] == 2
     assert (broken / "zarr.json").read_text() == "{ not json"
+
+
+def test_masked_only_days_are_not_added(tmp_path, fake_smap_l2):
+    root = tmp_path / "root"
+    ok = fake_smap_l2(tmp_path / "ok.h5", LAT[:1], LON[:1], ["2015-08-11T04:00:00.000Z"],
+                      [255.0], [245.0])
+    hot = fake_smap_l2(tmp_path / "hot.h5", LAT[:1], LON[:1], ["2015-08-12T04:00:00.000Z"],
+                       [400.0], [390.0])  # out of range on another day
+    # Same day: cell 1 out of range (flagged, no TB), cell 0 valid (so this granule is written).
+    hot_same_day = fake_smap_l2(tmp_path / "hot2.h5", LAT[::-1], LON[::-1],
+                                ["2015-08-11T04:05:00.000Z"] * 2, [420.0, 257.0],
+                                [410.0, 247.0])
+    rep = _ingest([ok, hot, hot_same_day], root)
+    by = {f["name"]: f for f in rep["files"]}
+    assert by["hot.h5"]["status"] == "no_valid_observations"
+    assert by["hot.h5"]["counts"]["out_of_range"] == 2
+    ds = stores.open_dataset(stores.tb_url(str(root), "smap")).load()
+    assert list(ds[dims.TIME].values.astype("datetime64[D]").astype(str)) == ["2015-08-10"]
+    y, x = _window_cell(LAT[1], LON[1])
+    from pipeline.qc import QC
+
+    cell = ds.sel({dims.TIME: "2015-08-10", dims.PASS: "pm"}).isel({dims.Y: y, dims.X: x})
+    assert np.isnan(cell[dims.TB].values).all()
+    assert int(cell[dims.QUALITY_FLAG]) == int(QC.OUT_OF_RANGE_TB)
+    y0, x0 = _window_cell(LAT[0], LON[0])
+    c0 = ds.sel({dims.TIME: "2015-08-10", dims.PASS: "pm"}).isel({dims.Y: y0, dims.X: x0})
+    np.testing.assert_allclose(c0[dims.TB].values, [(255 + 257) / 2, (245 + 247) / 2])
+    assert int(c0[dims.QUALITY_FLAG]) == 0
+    # A granule without a single usable sample writes nothing, not even QC bits.
+    assert [g["name"] for g in ds.attrs["ingested_granules"]] == ["hot2.h5", "ok.h5"]
