@@ -483,7 +483,7 @@ def real_towers(real_dir: str, out: str, *, sites: Sequence[str] = ARCTIC_SITES,
     meta = fluxnet.read_site_list(f"{real}/fluxdatakit/fluxnet2015_site_list.csv")
     towers = fluxnet.read_fluxnet_zarr(f"{real}/fluxnet2015_zarr_subset/fluxnet.zarr",
                                        list(sites), meta)
-    say(f"read {towers.sizes[dims.SITE]} sites with data: {list(towers[dims.SITE].values)}")
+    say(f"read {towers.sizes[dims.SITE]} sites with data: {towers[dims.SITE].values.tolist()}")
     url = bplut_url or f"{real}/pyl4c_bplut/SMAP_BPLUT_2020-07-31.csv"
     table = bplut_io.read_bplut(url)
     model = model_at_towers(towers, table.table)

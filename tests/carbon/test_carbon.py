@@ -146,7 +146,7 @@ def test_aggregate_budgets_area_weighted_numpy_equals_dask():
     ones = prod.copy()
     for v in ("nee", "gpp", "reco"):
         ones[v] = xr.ones_like(prod[v])
-    groups = carbon.aggregation_groups(prod.lat, pft)
+    groups = carbon.aggregation_groups(prod.lat, pft, bands=(-90, 50, 90))
     eager = carbon.aggregate_budgets(ones, area, groups)
     n_land = 16
     want_total = 366 * n_land * 36000.0**2 * 0.5 * 1e-12
@@ -156,7 +156,7 @@ def test_aggregate_budgets_area_weighted_numpy_equals_dask():
     # Real values: numpy-backed == dask-backed (and the dask graph is not computed when built).
     e2 = carbon.aggregate_budgets(prod, area, groups)
     with dask.config.set(scheduler=_fail):
-        lazy = carbon.aggregate_budgets(prod.chunk(time=100, y=2, x=3), area.chunk(y=2), groups)
+        lazy = carbon.aggregate_budgets(prod.chunk(time=366, y=2), area.chunk(y=2), groups)
     xr.testing.assert_allclose(e2, lazy.compute(), rtol=1e-6)
     assert float(e2.gpp_total.sel(group="all", year=2016)) > 0
 
@@ -175,3 +175,16 @@ def test_tcf_drivers_units_and_assumptions():
     ta15 = pd.Series(tw.ta.values[0]).rolling(15, min_periods=1).mean().to_numpy()
     want = lo + (hi - lo) * np.clip((ta15 - 273.15) / 10.0, 0, 1)
     np.testing.assert_allclose(d.fpar.values[0], want, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_aggregation_on_a_local_cluster_equals_eager(dask_client):
+    prod, w = _product(with_pft=False)
+    prod["reco"] = prod.nee + prod.gpp
+    pft = xr.DataArray(np.array([[1, 1, 5, 6, 0]] * 4, np.int8), dims=("y", "x"))
+    area = grid.get("N36").cell_area_m2 * xr.DataArray(np.full((4, 5), 0.7), dims=("y", "x"))
+    groups = carbon.aggregation_groups(prod.lat, pft, bands=(-90, 50, 90))
+    eager = carbon.aggregate_budgets(prod, area, groups)
+    lazy = carbon.aggregate_budgets(prod.chunk(time=366, y=2), area, groups)
+    got = dask_client.compute(lazy).result()
+    xr.testing.assert_allclose(eager, got, rtol=1e-6)
