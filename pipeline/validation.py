@@ -137,11 +137,17 @@ def _pairs_only(x: xr.DataArray, y: xr.DataArray) -> tuple[xr.DataArray, xr.Data
 
 
 def _daily(x: xr.DataArray, y: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
-    x, y = _pairs_only(x, y)
-    day = x[dims.TIME].dt.floor("D")
-    xd = x.groupby(day.rename("day")).mean().rename(day=dims.TIME)
-    yd = y.groupby(day.rename("day")).mean().rename(day=dims.TIME)
-    return xd, yd
+    """Means per UTC day of the pairs (estimate and reference over the same pairs)."""
+    xv, yv = np.asarray(x.values, np.float64), np.asarray(y.values, np.float64)
+    ok = np.isfinite(xv) & np.isfinite(yv)
+    day = np.asarray(x[dims.TIME].values).astype("datetime64[D]")[ok]
+    days, inv = np.unique(day, return_inverse=True)
+    n = np.bincount(inv, minlength=days.size)
+    xd = np.bincount(inv, weights=xv[ok], minlength=days.size) / n
+    yd = np.bincount(inv, weights=yv[ok], minlength=days.size) / n
+    t = {dims.TIME: days.astype("datetime64[ns]")}
+    return (xr.DataArray(xd, dims=(dims.TIME,), coords=t),
+            xr.DataArray(yd, dims=(dims.TIME,), coords=t))
 
 
 def match_series(estimate: xr.DataArray, reference: xr.DataArray, *,

@@ -95,9 +95,13 @@ def _f(v) -> float | None:
     return round(v, 6) if np.isfinite(v) else None
 
 
-def _rows(table: xr.DataArray, key: str) -> dict[str, dict[str, float | None]]:
-    return {str(k): {m: _f(table.sel({key: k, dims.METRIC: m}))
-                     for m in table[dims.METRIC].values} for k in table[key].values}
+def _rows(table: xr.DataArray, key: str) -> dict[str, dict[str, float | int | None]]:
+    out = {str(k): {str(m): _f(table.sel({key: k, dims.METRIC: m}))
+                    for m in table[dims.METRIC].values} for k in table[key].values}
+    for row in out.values():
+        if row.get("n") is not None:
+            row["n"] = int(row["n"])
+    return out
 
 
 def _csv(table: xr.DataArray, key: str, extra: dict[str, Sequence] | None = None) -> str:
@@ -114,7 +118,8 @@ def _csv(table: xr.DataArray, key: str, extra: dict[str, Sequence] | None = None
 
 def validate_real(real_data_dir: str | Path, out_dir: str | Path | None = DEFAULT_OUT, *,
                   product: str = "smap_l3", settings: val.MatchSettings = val.MatchSettings(),
-                  quality: bool = False, figures: bool = True) -> dict[str, Any]:
+                  quality: bool = False, figures: bool = True,
+                  case: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate ``product`` against the QA4SM Hawaii ISMN stations; write tables and figures.
 
     Args:
@@ -124,12 +129,15 @@ def validate_real(real_data_dir: str | Path, out_dir: str | Path | None = DEFAUL
         (data-contract validation dataset), ``timeseries_{station}.png``, ``taylor.png``.
       product, settings, quality: See :func:`real_case_pairs`.
       figures: Draw the PNGs.
+      case: The output of :func:`real_case_pairs` for the same arguments, if already computed.
 
     Returns:
       The report: settings, per-station metrics (with the satellite grid point), per-network
       and per-epoch metrics, excluded networks and the written files.
     """
-    case = real_case_pairs(real_data_dir, product=product, settings=settings, quality=quality)
+    if case is None:
+        case = real_case_pairs(real_data_dir, product=product, settings=settings,
+                               quality=quality)
     if not case["pairs"]:
         raise errors.InputDataError(f"{real_data_dir}: no station could be matched: "
                                     f"{case['excluded']}")
@@ -167,7 +175,9 @@ def validate_real(real_data_dir: str | Path, out_dir: str | Path | None = DEFAUL
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     schema.check(table, schema.VALIDATION, context=f"{out}/stations.zarr")
-    files = [stores.write_dataset(table, str(out / "stations.zarr"))]
+    # variable-length strings: Zarr v3 has no specification for fixed-width unicode
+    strings = {c: table[c].astype(object) for c in table.coords if table[c].dtype.kind == "U"}
+    files = [stores.write_dataset(table.assign_coords(strings), str(out / "stations.zarr"))]
     nets_col = {"network": [str(v) for v in table["network"].values]}
     for name, text in (
         ("stations.csv", _csv(table[dims.SOIL_MOISTURE], dims.STATION, nets_col)),
