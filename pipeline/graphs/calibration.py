@@ -255,8 +255,44 @@ def fit(root: str, settings: FitSettings = FitSettings(), *,
     truth = _recovery_against_truth(root, chains, storage_options)
     if truth:
         report["recovery_against_truth"] = truth
+    if report["hops"]:
+        png = stores.reports_url(root, "calibration-bias.png")
+        stores.write_bytes(png, bias_figure(report["hops"]), storage_options)
+        report["figure"] = png
     stores.write_json(stores.reports_url(root, "calibration-fit.json"), report, storage_options)
     return report
+
+
+def bias_figure(hops: list[dict]) -> bytes:
+    """PNG: per-channel median bias (source − reference) before and after, one panel per hop."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(hops), 1, figsize=(8, 2.6 * len(hops)), squeeze=False)
+    for ax, hop in zip(axes[:, 0], hops, strict=True):
+        chans = sorted(hop["channels"], key=lambda c: (float(c[:-1]), c[-1] == "H"))
+        before = [hop["channels"][c]["median_bias_before_K"] or np.nan for c in chans]
+        after = [hop["channels"][c]["median_bias_after_K"] or np.nan for c in chans]
+        x = np.arange(len(chans))
+        ax.bar(x - 0.2, before, 0.4, label="before", color="#bbbbbb")
+        ax.bar(x + 0.2, after, 0.4, label="after", color="#1f77b4")
+        ax.axhspan(-0.5, 0.5, color="#2ca02c", alpha=0.12, label="±0.5 K target")
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xticks(x, chans, fontsize=8)
+        ax.set_ylabel("median bias [K]")
+        ax.set_title(f"{hop['source']} → {hop['reference']} ({hop['method']}/"
+                     f"{hop['granularity']}, overlap {hop['overlap'][0]}…{hop['overlap'][1]})",
+                     fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def _encodable(ds: xr.Dataset) -> xr.Dataset:
