@@ -95,7 +95,7 @@ def test_sigkill_midway_then_resume_gives_the_uninterrupted_product(tmp_path):
                                 synthetic.context(ref_root), parts=PARTS)
 
     # 2. A run in a separate process, SIGKILLed after two parts.
-    root, stale_s = str(tmp_path / "killed"), 3.0
+    root, stale_s = str(tmp_path / "killed"), 6.0
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.runner.synthetic", root, input_url, str(PARTS),
          str(DELAY_S), str(stale_s)],
@@ -148,7 +148,9 @@ def test_sigkill_midway_then_resume_gives_the_uninterrupted_product(tmp_path):
     t.start()
     try:
         plan, url = jobs.reprocess(job, ctx, parts=PARTS)
-        time.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while "complete" not in seen and not problems and time.monotonic() < deadline:
+            time.sleep(0.05)  # let the reader observe the published version at least once
     finally:
         stop.set()
         t.join()
