@@ -27,6 +27,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,7 +55,14 @@ _METADATA_NAMES = ("zarr.json", ".zattrs", ".zarray", ".zgroup", ".zmetadata")
 
 @functools.cache
 def code_version() -> str:
-    """``pipeline.__version__`` plus ``+g<commit>`` when run from a git checkout."""
+    """The version of the code that runs, recorded in provenance and compared for staleness.
+
+    ``TBCUBE_CODE_VERSION`` when set (images set it at build time: they carry no ``.git``),
+    else ``pipeline.__version__`` plus ``+g<commit>`` when run from a git checkout.
+    """
+    pinned = os.environ.get("TBCUBE_CODE_VERSION", "").strip()
+    if pinned:
+        return pinned
     base = str(pipeline.__version__)
     repo = Path(pipeline.__file__).resolve().parents[1]
     if not (repo / ".git").exists():

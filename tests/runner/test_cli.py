@@ -42,11 +42,17 @@ def archive(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _fast_lock(monkeypatch):
-    """A short lock settle delay: these tests have no rival writers."""
+def _fast_lock_fixed_version(monkeypatch):
+    """A short lock settle delay (no rival writers here) and a pinned code version (commits
+    landing mid-test must not make the product stale)."""
     import pipeline.cli.reprocess as cli_reprocess
+    from pipeline.io import provenance
 
     monkeypatch.setattr(cli_reprocess, "LOCK_SETTLE_S", 0.05)
+    monkeypatch.setenv("TBCUBE_CODE_VERSION", "0.0.0+test")
+    provenance.code_version.cache_clear()
+    yield
+    provenance.code_version.cache_clear()
 
 
 def _config(tmp_path, root, **over):

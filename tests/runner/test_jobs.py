@@ -25,6 +25,18 @@ PARTS = 6
 DELAY_S = 0.3
 
 
+CODE_VERSION = "0.0.0+test"
+
+
+@pytest.fixture(autouse=True)
+def _fixed_code_version(monkeypatch):
+    """Pin the code version: other commits landing mid-test must not make products stale."""
+    monkeypatch.setenv("TBCUBE_CODE_VERSION", CODE_VERSION)
+    provenance.code_version.cache_clear()
+    yield
+    provenance.code_version.cache_clear()
+
+
 class CountingJob:
     """Wraps a job and records which regions were built."""
 
@@ -186,3 +198,7 @@ def test_staleness_up_to_date_then_inputs_changed(tmp_path):
     assert stores.open_dataset(url3).sizes[dims.TIME] == 14
     assert publish.list_versions(ctx.root, synthetic.PRODUCT) == sorted(
         [url1.rsplit("/", 1)[-1][:-5], url3.rsplit("/", 1)[-1][:-5]])
+    os.environ["TBCUBE_CODE_VERSION"] = "0.0.1+test"  # restored by the autouse fixture
+    provenance.code_version.cache_clear()
+    plan4 = jobs.plan(job, ctx, parts=2)
+    assert plan4.action == "start" and f"code version {CODE_VERSION} → 0.0.1+test" in plan4.reason
