@@ -58,6 +58,7 @@ REFERENCE = "reference"
 PERIOD = "period"
 NETWORK = "network"
 PASS_HOURS = {"am": 6.0, "pm": 18.0}  # nominal local solar time of the passes [h]
+_CAT = {"coords": "minimal", "compat": "override"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +207,8 @@ def match_stations(estimates: Mapping[str, xr.DataArray], insitu: xr.Dataset,
 
     Returns:
       Dataset over (station, time) with ``estimate`` and ``reference`` (NaN where no pair;
-      the union of pair times), the station coords of ``insitu`` and attrs recording the
+      time: the union of pair times, or every day from the first to the last for ``daily``),
+      the station coords of ``insitu`` and attrs recording the
       settings.
     """
     sel = select_depth(insitu, variable, max_depth_m=settings.max_depth_m,
@@ -222,7 +224,12 @@ def match_stations(estimates: Mapping[str, xr.DataArray], insitu: xr.Dataset,
         p = match_series(estimates[sid], screened.sel({dims.STATION: sid}), window=settings.window,
                          aggregate=settings.aggregate)
         parts.append(p.expand_dims({dims.STATION: [sid]}))
-    out = xr.concat(parts, dim=dims.STATION, join="outer")
+    out = xr.concat(parts, dim=dims.STATION, join="outer", **_CAT)
+    if settings.aggregate == "daily" and out.sizes[dims.TIME]:
+        # a regular daily axis: positions along time are days (ubrmsd_detrended's OLS index)
+        t = out[dims.TIME].values
+        out = out.reindex({dims.TIME: np.arange(t.min(), t.max() + np.timedelta64(1, "D"),
+                                                np.timedelta64(1, "D"))})
     coords = _station_coords(sel.sel({dims.STATION: ids}))
     out = out.assign_coords({k: (dims.STATION, v.values) for k, v in coords.items()})
     out.attrs.update({k: (str(v) if not isinstance(v, bool) else int(v))
@@ -286,9 +293,33 @@ def match_gridded(product: xr.Dataset, insitu: xr.Dataset,
     return match_stations(estimates, insitu, settings, variable)
 
 
+def _trimmed(x: xr.DataArray, y: xr.DataArray, dim: str):
+    """Both series cut to the span from their first to their last pair along ``dim``."""
+    ok = np.isfinite(np.asarray(x.values, np.float64)) & np.isfinite(
+        np.asarray(y.values, np.float64))
+    idx = np.flatnonzero(ok.reshape(-1, x.sizes[dim]).any(axis=0) if x.ndim > 1 else ok)
+    if idx.size:
+        sl = {dim: slice(int(idx[0]), int(idx[-1]) + 1)}
+        return x.isel(sl), y.isel(sl)
+    return x, y
+
+
 def _score_rows(x: xr.DataArray, y: xr.DataArray, dim) -> xr.DataArray:
-    """metrics.score as a DataArray with a trailing ``metric`` dim (float64)."""
+    """metrics.score as a DataArray with a trailing ``metric`` dim (float64).
+
+    With one ``dim`` and a ``station`` dim, each station is scored on its own span (first to
+    last pair), so the detrending OLS index does not depend on the other stations' records.
+    """
+    if isinstance(dim, str) and dims.STATION in x.dims:
+        keep = {c: x[c] for c in x.coords if x[c].dims == (dims.STATION,)}
+        xb = x.drop_vars(list(keep))
+        yb = y.drop_vars([c for c in keep if c in y.coords])
+        rows = [_score_rows(xb.isel({dims.STATION: k}), yb.isel({dims.STATION: k}), dim)
+                for k in range(x.sizes[dims.STATION])]
+        out = xr.concat(rows, dim=dims.STATION, **_CAT).assign_coords(keep)
+        return out.transpose(dims.STATION, ..., dims.METRIC)
     if isinstance(dim, str):
+        x, y = _trimmed(x, y, dim)
         s = metrics.score(x, y, dim)
     else:  # pooled over several dims: detrending along a stacked axis is meaningless
         xs = x.stack(sample=dim)
@@ -299,7 +330,8 @@ def _score_rows(x: xr.DataArray, y: xr.DataArray, dim) -> xr.DataArray:
                         "rmsd": metrics.rmsd(xs, ys, "sample"),
                         "ubrmsd": metrics.ubrmsd(xs, ys, "sample")})
         s["ubrmsd_detrended"] = xr.full_like(s["rmsd"], np.nan)
-    da = xr.concat([s[k].astype(np.float64) for k in metrics.METRIC_NAMES], dim=dims.METRIC)
+    da = xr.concat([s[k].astype(np.float64) for k in metrics.METRIC_NAMES], dim=dims.METRIC,
+                   **_CAT)
     da = da.assign_coords({dims.METRIC: list(metrics.METRIC_NAMES)})
     return da.transpose(..., dims.METRIC)
 
@@ -349,8 +381,8 @@ def network_table(pairs: xr.Dataset, variable: str = dims.SOIL_MOISTURE) -> xr.D
         count.append(len(idx))
     units = pairs[ESTIMATE].attrs.get("units", "")
     out = xr.Dataset({
-        "pooled": xr.concat(pooled, dim=NETWORK).assign_attrs(_metric_attrs(units)),
-        "median": xr.concat(median, dim=NETWORK).assign_attrs(_metric_attrs(units)),
+        "pooled": xr.concat(pooled, dim=NETWORK, **_CAT).assign_attrs(_metric_attrs(units)),
+        "median": xr.concat(median, dim=NETWORK, **_CAT).assign_attrs(_metric_attrs(units)),
         "n_stations": (NETWORK, np.array(count, np.int64)),
     }).assign_coords({NETWORK: names})
     return out
@@ -403,8 +435,8 @@ def period_table(pairs: xr.Dataset, sensor_names: Sequence[str] = dims.ARCHIVE_S
         ndays.append(np.unique(t[idx].astype("datetime64[D]")).size)
     units = pairs[ESTIMATE].attrs.get("units", "")
     out = xr.Dataset({
-        variable: xr.concat(per, dim=PERIOD).assign_attrs(_metric_attrs(units)),
-        "pooled": xr.concat(pooled, dim=PERIOD).assign_attrs(_metric_attrs(units)),
+        variable: xr.concat(per, dim=PERIOD, **_CAT).assign_attrs(_metric_attrs(units)),
+        "pooled": xr.concat(pooled, dim=PERIOD, **_CAT).assign_attrs(_metric_attrs(units)),
     })
     return out.assign_coords({PERIOD: order, "period_start": (PERIOD, np.array(start)),
                               "period_end": (PERIOD, np.array(end)),

@@ -86,7 +86,8 @@ def _combine(pairs: dict[str, xr.Dataset]) -> xr.Dataset:
         if clash:
             p = p.assign_coords({dims.STATION: [f"{net}:{s}" for s in p[dims.STATION].values]})
         parts.append(p)
-    out = xr.concat(parts, dim=dims.STATION, join="outer", combine_attrs="override")
+    out = xr.concat(parts, dim=dims.STATION, join="outer", combine_attrs="override",
+                    coords="minimal", compat="override")
     return out
 
 
@@ -151,7 +152,7 @@ def validate_real(real_data_dir: str | Path, out_dir: str | Path | None = DEFAUL
         "metrics_note": "bias = mean(satellite) - mean(in situ); units m3 m-3; "
                         "ubrmsd = means removed (pytesmo); ubrmsd_detrended = linear trends removed",
         "stations": _rows(table[dims.SOIL_MOISTURE], dims.STATION),
-        "networks": {k: {"pooled": _rows(nets["pooled"], val.NETWORK)[k],
+        "networks": {str(k): {"pooled": _rows(nets["pooled"], val.NETWORK)[k],
                          "median": _rows(nets["median"], val.NETWORK)[k],
                          "n_stations": int(nets["n_stations"].sel({val.NETWORK: k}))}
                      for k in nets[val.NETWORK].values},
