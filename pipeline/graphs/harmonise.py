@@ -41,6 +41,7 @@ HARMONISED_SENSORS = ("tmi", "amsre", "amsr2", "gmi")
 # 36.5 GHz V is a proxy of the physical temperature (emissivity ≈ 0.95 over land), and dry-snow
 # volume scattering makes 18.7 V exceed 36.5 V (a Grody-style scattering index).
 FROZEN_TB36V_K = 258.0
+PERMANENT_SNOW_ICE = 15  # IGBP class
 SNOW_SCATTER_K = 10.0
 TRAIN_SENSORS = ("amsr2", "gmi")
 
@@ -386,7 +387,9 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
                                                dims.Y: dims.PENCIL_TILE, dims.X: -1})
     fallback = _fallback_error_variance(root, storage_options)
     ev = fuse.tc_error_variance(stack, fallback=fallback).load()
-    land = static["land_fraction"] > 0.5
+    # Coverage is counted over land where soil moisture exists at all: permanent snow and ice
+    # (IGBP 15) never has any, seasonally frozen ground still counts (and lowers coverage).
+    land = (static["land_fraction"] > 0.5) & (static["landcover"] != PERMANENT_SNOW_ICE)
     fused = fuse.fuse_sensors(stack, ev["err_var"], land.load())
     coords = grid.grid_coords(static.attrs["grid"], grid.Window.parse(static.attrs["grid_window"]))
     fused = fused.assign_coords({dims.LAT: coords[dims.LAT], dims.LON: coords[dims.LON]})
@@ -497,6 +500,9 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
                    if k in HARMONISED_SENSORS and v["ubrmsd"] is not None}
         report["fused_beats_every_sensor"] = bool(singles) and all(
             report["against_truth_unseen"]["fused"]["ubrmsd"] < v for v in singles.values())
+    from pipeline.graphs import sm_figures
+
+    report["figures"] = sm_figures.write_figures(root, g, report, storage_options)
     stores.write_json(stores.reports_url(root, "sm-validation.json"), report, storage_options)
     return report
 

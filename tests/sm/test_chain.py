@@ -1,0 +1,119 @@
+"""Calibration → SMAP retrieval → LSTM → harmonise → fuse → validate on the tiny simulator
+archive (a copy, so the session fixture stays clean)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from pipeline import dims, schema
+from pipeline.graphs import calibration, harmonise
+from pipeline.io import publish, stores
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def chain_root(sim_tiny, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("chain") / "tiny")
+    shutil.copytree(sim_tiny, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def calibrated(chain_root):
+    fit = calibration.fit(chain_root)
+    applied = calibration.apply(chain_root)
+    return fit, applied
+
+
+def test_calibration_removes_inter_sensor_bias(calibrated, chain_root):
+    fit, applied = calibrated
+    hops = {(h["source"], h["reference"]): h for h in fit["hops"]}
+    assert ("amsr2", "gmi") in hops and ("tmi", "gmi") in hops
+    for hop in hops.values():
+        before = [abs(c["median_bias_before_K"]) for c in hop["channels"].values()]
+        after = [abs(c["median_bias_after_K"]) for c in hop["channels"].values()]
+        # the simulator injects 0.5-3 K offsets, ±2 % gains and incidence/frequency differences
+        assert max(before) > 1.0
+        assert max(after) < 0.5
+    for sensor, url in applied["calibrated"].items():
+        ds = stores.open_dataset(url)
+        schema.check(ds, schema.calibrated_spec(sensor), context=url)
+        assert ds.attrs["calibrated_to"] == "gmi"
+    # the reference sensor is unchanged
+    raw = stores.open_dataset(stores.tb_url(chain_root, "gmi"))[dims.TB]
+    cal = stores.open_dataset(applied["calibrated"]["gmi"])[dims.TB]
+    xr.testing.assert_identical(raw.load(), cal.load())
+
+
+def test_calibrated_tb_is_closer_to_the_reference(calibrated, chain_root):
+    """On collocated overlap days, calibrated AMSR2 agrees better with GMI than raw AMSR2."""
+    _, applied = calibrated
+    raw = stores.open_dataset(stores.tb_url(chain_root, "amsr2"))
+    cal = stores.open_dataset(applied["calibrated"]["amsr2"])
+    ref = stores.open_dataset(stores.tb_url(chain_root, "gmi"))
+    m = {"10.65H": "10.65H", "36.5V": "36.64V"}
+    from pipeline import calibrate
+
+    p_raw = calibrate.collocate(raw, ref, m).load()
+    p_cal = calibrate.collocate(cal, ref, m).load()
+    rms = lambda p: float(np.sqrt(((p["src"] - p["ref"]) ** 2).mean()))  # noqa: E731
+    assert rms(p_cal) < 0.5 * rms(p_raw)
+
+
+@pytest.fixture(scope="module")
+def lstm_chain(calibrated, chain_root):
+    from pipeline.graphs import retrieval
+
+    retrieval.run(chain_root)
+    s = dataclasses.replace(harmonise.TrainSettings(), test_year=2016, max_epochs=5)
+    tr = harmonise.train(chain_root, s)
+    hm = harmonise.harmonise_all(chain_root)
+    fu = harmonise.fuse_all(chain_root)
+    va = harmonise.validate(chain_root, s)
+    return tr, hm, fu, va
+
+
+def test_lstm_training_learns_and_registers(lstm_chain, chain_root):
+    tr, _, _, _ = lstm_chain
+    hist = tr["history"]
+    assert hist[tr["best_epoch"]]["val_loss"] < hist[0]["val_loss"]
+    ref = harmonise.latest_model(chain_root)
+    assert stores.exists(ref.uri)
+    assert tr["holdout_cells"] > 0 and tr["training_shards"]["train"] > 0
+
+
+def test_harmonised_products_conform_and_have_skill(lstm_chain, chain_root):
+    _, hm, _, va = lstm_chain
+    assert set(hm["products"]) >= {"amsr2", "gmi", "tmi"}
+    for s, url in hm["products"].items():
+        ds = xr.open_zarr(url)
+        schema.check(ds, schema.SM_HARMONISED, context=url)
+        assert ds.attrs["sensor"] == s
+    # on unseen cells/year the LSTM must beat a constant climatology of the SMAP target
+    smap = publish.open_product(chain_root, harmonise.product_id("smap", "m36"))
+    tgt = harmonise.harmonise.target(smap).load()
+    clim_std = float(tgt.std())
+    for s in ("amsr2", "gmi"):
+        assert va["against_smap_heldout"][s]["ubrmsd"] < clim_std
+        assert va["against_smap_heldout"][s]["r"] > 0.5
+
+
+def test_fused_product_masks_and_coverage(lstm_chain, chain_root):
+    _, _, fu, va = lstm_chain
+    ds = xr.open_zarr(fu["product"])
+    schema.check(ds, schema.SM_FUSED, context=fu["product"])
+    n = ds[dims.N_SOURCES].load()
+    mask = ds[dims.SOURCE_MASK].load().astype(int)
+    popcount = sum(((mask >> b) & 1) for b in range(5))
+    np.testing.assert_array_equal(n.values, popcount.values)
+    assert bool((ds[dims.SOIL_MOISTURE].notnull() == (n > 0)).all())
+    report = json.loads(open(stores.reports_url(chain_root, "sm-fuse.json")).read())
+    assert 0 < report["land_coverage"]["mean"] <= 1
+    assert "fused" in va["against_truth_unseen"]
