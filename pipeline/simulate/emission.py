@@ -154,9 +154,15 @@ def _kernel(fm: ForwardModel, freq, pol_v, inc_deg, x):
     return tb.astype(jnp.float32)
 
 
+def _kernel_vh(fm: ForwardModel, freq, inc_deg, x):
+    """TB (B, 2) for V and H at one frequency (XLA shares the polarization-free work)."""
+    return jnp.stack([_kernel(fm, freq, 1.0, inc_deg, x), _kernel(fm, freq, 0.0, inc_deg, x)],
+                     axis=-1)
+
+
 @functools.cache
 def _jitted(fm: ForwardModel):
-    return jax.jit(functools.partial(_kernel, fm))
+    return jax.jit(functools.partial(_kernel_vh, fm))
 
 
 def scene_tb(
@@ -191,6 +197,8 @@ def scene_tb(
             if k in ("t_soil", "t_surface", "t_air", "t_air_mean", "t_lake"):
                 a[e - s:] = 273.15
             block[k] = a
-        for c in range(len(freq)):
-            out[s:e, c] = np.asarray(fn(freq[c], pol_v[c], inc, block))[: e - s]
+        for f in np.unique(freq):
+            vh = np.asarray(fn(f, inc, block))[: e - s]
+            for c in np.flatnonzero(freq == f):
+                out[s:e, c] = vh[:, 0] if pol_v[c] else vh[:, 1]
     return out

@@ -182,26 +182,25 @@ def apply_errors(
     flag = np.zeros(len(days), qc.QC_DTYPE)
     sigma = s.nedt_k * obs.noise_scale
     freqs = s.frequencies_ghz
+    noise_base = rng.hash_keys(seed, f"noise/{sensor}", cell_ids, days, pass_index)
+    rfi_base = rng.hash_keys(seed, f"rfi/{sensor}", cell_ids, days, pass_index)
     # one RFI event per (observation, band): both polarizations of the band are hit
     for k, label in enumerate(s.channel_labels):
         c = calib[label]
         tb = c["gain"] * tb_true[:, k] + c["offset_K"] + c["drift_K_per_decade"] * years / 10.0
-        tb = tb + sigma * rng.normal(seed, f"noise/{sensor}", cell_ids, days, pass_index, k)
+        tb = tb + sigma * rng.normal_from(noise_base, k)
         f = freqs[k]
         rate = (obs.rfi_rate_lband if f < 2 else obs.rfi_rate_cband if 6 < f < 7.0 else
                 0.3 * obs.rfi_rate_cband if 7.0 <= f < 8 else obs.rfi_rate_xband if f < 11 else
                 0.1 * obs.rfi_rate_xband if f < 20 else 0.0)
         if rate > 0:
-            band = int(round(f * 100))
-            hit = rng.uniform(seed, f"rfi/{sensor}/hit", cell_ids, days, pass_index, band) < (
-                rate * (0.2 + 8.0 * rfi_susceptibility))
-            size = np.minimum(
-                3.0 - 15.0 * np.log(rng.uniform(seed, f"rfi/{sensor}/size", cell_ids, days,
-                                                pass_index, band)), obs.rfi_max_k)
+            band = 3 * int(round(f * 100))
+            hit = rng.uniform_from(rfi_base, band) < rate * (0.2 + 8.0 * rfi_susceptibility)
+            size = np.minimum(3.0 - 15.0 * np.log(rng.uniform_from(rfi_base, band + 1)),
+                              obs.rfi_max_k)
             pol_h = s.channels[k].polarization == "H"
             tb = np.where(hit, tb + size * (1.1 if pol_h else 1.0), tb)
-            flagged = hit & (rng.uniform(seed, f"rfi/{sensor}/flag", cell_ids, days, pass_index,
-                                         band) < obs.rfi_flagged_fraction)
+            flagged = hit & (rng.uniform_from(rfi_base, band + 2) < obs.rfi_flagged_fraction)
             flag = flag | np.where(flagged, qc.QC.RFI_SUSPECTED, 0).astype(qc.QC_DTYPE)
         out[:, k] = tb
     if freqs.max() >= 80.0:

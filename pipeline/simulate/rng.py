@@ -59,6 +59,24 @@ def normal(seed: int, stream: str, *keys) -> np.ndarray:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
+def subhash(base: np.ndarray, k: int) -> np.ndarray:
+    """Derive an independent uint64 hash from a base hash and a small integer ``k``."""
+    with np.errstate(over="ignore"):
+        return _mix(base ^ (np.uint64(k + 1) * _GOLDEN + np.uint64(0x2545F4914F6CDD1D)))
+
+
+def uniform_from(base: np.ndarray, k: int) -> np.ndarray:
+    """Uniform (0, 1) numbers from a base hash (see :func:`hash_keys`) and index ``k``."""
+    return ((subhash(base, k) >> np.uint64(11)).astype(np.float64) + 0.5) / _TWO53
+
+
+def normal_from(base: np.ndarray, k: int) -> np.ndarray:
+    """Standard normal numbers from a base hash and index ``k`` (Box–Muller)."""
+    u1 = uniform_from(base, 2 * k)
+    u2 = uniform_from(base, 2 * k + 1)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
 def unit_vectors(lat_deg, lon_deg) -> np.ndarray:
     """Unit vectors on the sphere, shape (..., 3), float64."""
     la = np.deg2rad(np.asarray(lat_deg, np.float64))
