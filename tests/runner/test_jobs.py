@@ -38,11 +38,15 @@ def _fixed_code_version(monkeypatch):
 
 
 class CountingJob:
-    """Wraps a job and records which regions were built."""
+    """Wraps a job and records which regions were built; ``model_sha`` fakes a checkpoint."""
 
-    def __init__(self, job):
+    def __init__(self, job, model_sha: str | None = None):
         self._job = job
         self.built: list[dict] = []
+        self.model_sha = model_sha
+
+    def models(self):
+        return {"toy_model": self.model_sha} if self.model_sha else {}
 
     def __getattr__(self, name):
         return getattr(self._job, name)
@@ -99,6 +103,7 @@ def test_phases_by_hand_are_idempotent_and_finalise_checks_markers(tmp_path):
     assert f'"fingerprint": "{fp}"' in attrs["tbcube_provenance"]
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_resume_gives_the_uninterrupted_product(tmp_path):
     input_url = synthetic.make_input(str(tmp_path / "in.zarr"))
     # 1. Uninterrupted run.
@@ -202,3 +207,16 @@ def test_staleness_up_to_date_then_inputs_changed(tmp_path):
     provenance.code_version.cache_clear()
     plan4 = jobs.plan(job, ctx, parts=2)
     assert plan4.action == "start" and f"code version {CODE_VERSION} → 0.0.1+test" in plan4.reason
+
+
+def test_a_new_model_checkpoint_makes_the_product_stale(tmp_path):
+    input_url = synthetic.make_input(str(tmp_path / "in.zarr"))
+    ctx = synthetic.context(str(tmp_path / "root"))
+    job = CountingJob(synthetic.make_job(input_url), model_sha="a" * 64)
+    _, url = jobs.reprocess(job, ctx, parts=1)
+    attrs = stores.open_dataset(url).attrs
+    assert attrs["tbcube_model_sha256"] == '{"toy_model": "' + "a" * 64 + '"}'
+    assert jobs.plan(job, ctx, parts=1).action == "up-to-date"
+    job.model_sha = "b" * 64
+    plan = jobs.plan(job, ctx, parts=1)
+    assert plan.action == "start" and plan.reason.endswith("model checkpoints changed")
