@@ -76,4 +76,25 @@ def validate_cmd(root: str) -> None:
     print_url(f"{root.rstrip('/')}/reports/sm-validation.json")
 
 
-COMMANDS = (train, harmonise_cmd, fuse_cmd, validate_cmd)
+@click.command("validate-real")
+@click.option("--real-data", default=None, metavar="DIR",
+              help="Real-data directory (default $TBCUBE_REAL_DATA or ../shared/data/real).")
+@click.option("--out", default="reports/validation-real", show_default=True, metavar="DIR",
+              help="Output directory for the tables (JSON, CSV, Zarr) and figures.")
+@click.option("--product", default="smap_l3", show_default=True,
+              help="Satellite product of the QA4SM bundle to validate.")
+def validate_real_cmd(real_data: str | None, out: str, product: str) -> None:
+    """Validate a real satellite product against the real ISMN stations (QA4SM Hawaii case)."""
+    import os
+    from pathlib import Path
+
+    from pipeline.graphs import validation
+
+    real = real_data or os.environ.get("TBCUBE_REAL_DATA") or str(
+        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real")
+    rep = validation.validate_real(real, out, product=product)
+    click.echo(validation.format_table(rep), err=True)
+    print_url(str(Path(out) / "validation-real.json"))
+
+
+COMMANDS = (train, harmonise_cmd, fuse_cmd, validate_cmd, validate_real_cmd)
