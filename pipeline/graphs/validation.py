@@ -2,7 +2,8 @@
 
 Reproduces the real case of docs/validation.md::
 
-    python -m pipeline.graphs.validation --real-data ../shared/data/real --out reports/validation-real
+    python -m pipeline.graphs.validation --real-data ../shared/data/real \\
+        --out reports/validation-real
 
 or ``validate_real(real_data_dir, out_dir)`` (the lead's ``tbcube sm validate-real`` calls
 :func:`main`).  Steps: read the ISMN stations of ``qa4sm_hawaii`` (:func:`pipeline.io.qa4sm.
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipeline import dims, errors, metrics, schema
+from pipeline import dims, errors, schema
 from pipeline import validation as val
 from pipeline.io import qa4sm, stores
 
@@ -42,7 +43,7 @@ def _qa4sm_root(real_data_dir: str | Path) -> Path:
 
 
 def real_case_pairs(real_data_dir: str | Path, *, product: str = "smap_l3",
-                    settings: val.MatchSettings = val.MatchSettings(),
+                    settings: val.MatchSettings | None = None,
                     quality: bool = False) -> dict[str, Any]:
     """Matched pairs of ``product`` and the QA4SM Hawaii ISMN stations, per network.
 
@@ -58,6 +59,7 @@ def real_case_pairs(real_data_dir: str | Path, *, product: str = "smap_l3",
       ``{"pairs": {network: Dataset (station, time)}, "series": {network: {station:
       DataArray}}, "insitu": {network: Dataset}, "excluded": {network: reason}}``.
     """
+    settings = settings or val.MatchSettings()
     root = _qa4sm_root(real_data_dir)
     insitu = qa4sm.read_ismn(root)
     out: dict[str, Any] = {"pairs": {}, "series": {}, "insitu": insitu, "excluded": {}}
@@ -72,7 +74,7 @@ def real_case_pairs(real_data_dir: str | Path, *, product: str = "smap_l3",
             out["pairs"][net] = val.match_stations(series, ds, settings)
         except errors.InputDataError as e:
             depths = {str(k): float(v) for k, v in zip(
-                ds[dims.STATION].values, ds[f"{dims.SOIL_MOISTURE}_depth_to"].values)}
+                ds[dims.STATION].values, ds[f"{dims.SOIL_MOISTURE}_depth_to"].values, strict=True)}
             out["excluded"][net] = f"{e}; sensor bottoms [m]: {depths}"
     return out
 
@@ -118,7 +120,7 @@ def _csv(table: xr.DataArray, key: str, extra: dict[str, Sequence] | None = None
 
 
 def validate_real(real_data_dir: str | Path, out_dir: str | Path | None = DEFAULT_OUT, *,
-                  product: str = "smap_l3", settings: val.MatchSettings = val.MatchSettings(),
+                  product: str = "smap_l3", settings: val.MatchSettings | None = None,
                   quality: bool = False, figures: bool = True,
                   case: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate ``product`` against the QA4SM Hawaii ISMN stations; write tables and figures.
@@ -136,6 +138,7 @@ def validate_real(real_data_dir: str | Path, out_dir: str | Path | None = DEFAUL
       The report: settings, per-station metrics (with the satellite grid point), per-network
       and per-epoch metrics, excluded networks and the written files.
     """
+    settings = settings or val.MatchSettings()
     if case is None:
         case = real_case_pairs(real_data_dir, product=product, settings=settings,
                                quality=quality)
@@ -149,8 +152,8 @@ def validate_real(real_data_dir: str | Path, out_dir: str | Path | None = DEFAUL
     report: dict[str, Any] = {
         "product": product, "product_quality_filter": quality,
         "settings": dataclasses.asdict(settings),
-        "metrics_note": "bias = mean(satellite) - mean(in situ); units m3 m-3; "
-                        "ubrmsd = means removed (pytesmo); ubrmsd_detrended = linear trends removed",
+        "metrics_note": "bias = mean(satellite) - mean(in situ); units m3 m-3; ubrmsd = means "
+                        "removed (pytesmo); ubrmsd_detrended = linear trends removed",
         "stations": _rows(table[dims.SOIL_MOISTURE], dims.STATION),
         "networks": {str(k): {"pooled": _rows(nets["pooled"], val.NETWORK)[k],
                          "median": _rows(nets["median"], val.NETWORK)[k],
@@ -213,7 +216,7 @@ def _pairs_csv(pairs: xr.Dataset) -> str:
         p = pairs.sel({dims.STATION: sid})
         ok = np.isfinite(p[val.ESTIMATE].values) & np.isfinite(p[val.REFERENCE].values)
         for t, x, y in zip(p[dims.TIME].values[ok], p[val.ESTIMATE].values[ok],
-                           p[val.REFERENCE].values[ok]):
+                           p[val.REFERENCE].values[ok], strict=True):
             lines.append(f"{sid},{np.datetime_as_string(t, unit='s')},{x:.8g},{y:.8g}")
     return "\n".join(lines) + "\n"
 
@@ -221,12 +224,13 @@ def _pairs_csv(pairs: xr.Dataset) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """The per-station table as Markdown (n, R, bias, RMSD, ubRMSD)."""
     rows = ["| station | network | n | R | bias | RMSD | ubRMSD |", "|---|---|---|---|---|---|---|"]
+    def g(m: dict, k: str) -> str:
+        v = m.get(k)
+        return "–" if v is None else (f"{int(v)}" if k == "n" else f"{v:.3f}")
+
     for sid, m in report["stations"].items():
-        def g(k):
-            v = m.get(k)
-            return "–" if v is None else (f"{int(v)}" if k == "n" else f"{v:.3f}")
-        rows.append(f"| {sid} | {m.get('network', '')} | {g('n')} | {g('r')} | {g('bias')} | "
-                    f"{g('rmsd')} | {g('ubrmsd')} |")
+        rows.append(f"| {sid} | {m.get('network', '')} | {g(m, 'n')} | {g(m, 'r')} | "
+                    f"{g(m, 'bias')} | {g(m, 'rmsd')} | {g(m, 'ubrmsd')} |")
     return "\n".join(rows)
 
 

@@ -15,11 +15,11 @@ layouts occur and both are read here (:func:`read_stm` detects which):
   ``YYYY/MM/DD HH:MM YYYY/MM/DD HH:MM CSE network station lat lon elevation depth_from depth_to
   value ismn_flag [provider_flag]`` (nominal then actual UTC time; the nominal one is used).
 
-Line ends may be ``\\n``, ``\\r``, ``\\r\\n`` or ``\\n\\r`` (all occur in real downloads).  Times are
-UTC.  The ISMN quality flag of each value (``G`` good, ``C01``–``C03`` out of range, ``D01``–``D10``
-dubious, ``M`` missing, ``U`` unchecked in older releases; several may be joined by commas) is
-encoded into the contract's ``<var>_flag`` (uint8, 0 = ``G``) with the bits of
-:data:`FLAG_BITS`.  Soil and air temperature are converted from °C to K.
+Line ends may be ``\\n``, ``\\r``, ``\\r\\n`` or ``\\n\\r`` (all occur in real downloads).
+Times are UTC.  The ISMN quality flag of each value (``G`` good, ``C01``–``C03`` out of range,
+``D01``–``D10`` dubious, ``M`` missing, ``U`` unchecked in older releases; several may be
+joined by commas) is encoded into the contract's ``<var>_flag`` (uint8, 0 = ``G``) with the
+bits of :data:`FLAG_BITS`.  Soil and air temperature are converted from °C to K.
 
 :func:`read_station` reads a station folder, :func:`to_insitu_dataset` assembles stations into a
 contract dataset (dims ``station``, ``time``), :func:`read_network` does both for a network of
@@ -226,7 +226,8 @@ def read_stm(path: str | Path) -> StmFile:
     return StmFile(path=path, network=network, station=station, variable=meta["variable"],
                    lat=lat, lon=lon, elevation=elev, depth_from=dfrom, depth_to=dto,
                    sensor=sensor, time=time, value=value,
-                   ismn_flag=df["flag"].to_numpy(str), provider_flag=df["provider_flag"].to_numpy(str),
+                   ismn_flag=df["flag"].to_numpy(str),
+                   provider_flag=df["provider_flag"].to_numpy(str),
                    layout=layout)
 
 
@@ -339,7 +340,8 @@ def to_insitu_dataset(
     step = pd.Timedelta(time_step).to_timedelta64()
     time = np.arange(t0, t1 + step, step).astype("datetime64[ns]")
     ref = [next(iter(per.values()), None) for per in chosen]
-    meta_from = [r if r is not None else files[0] for r, files in zip(ref, station_files)]
+    meta_from = [r if r is not None else files[0]
+                 for r, files in zip(ref, station_files, strict=True)]
     ids = [m.station for m in meta_from]
     ds = xr.Dataset(coords={
         dims.STATION: (dims.STATION, np.array(ids, dtype=str)),
@@ -412,7 +414,7 @@ def read_network(name: str, real_data_dir: str | Path, *, max_depth_m: float | N
         raise errors.InputDataError(f"network {name} is {net.kind}, not an ISMN network")
     chosen = net.stations if station_ids is None else [net.station(s) for s in station_ids]
     files = [read_station(Path(real_data_dir) / s.path) for s in chosen]
-    for s, fl in zip(chosen, files):
+    for s, fl in zip(chosen, files, strict=True):
         got = {f.station for f in fl}
         if got != {s.id}:
             raise errors.InputDataError(f"{s.path}: files name station(s) {sorted(got)}, "

@@ -11,6 +11,7 @@ import pytest
 from pipeline import errors, schema
 from pipeline.io import ismn
 
+
 def _raw_lines(path: Path) -> list[str]:
     """The file's non-empty lines, splitting on any of \\r\\n, \\n\\r, \\r, \\n (independent)."""
     text = path.read_bytes().decode("latin-1")

@@ -64,7 +64,7 @@ def test_pairs_follow_the_raw_files(hawaii_case, qa4sm_dir):
     for day in days[:: max(1, days.size // 12)]:
         obs = smap.sel(time=slice(day, day + np.timedelta64(1, "D") - np.timedelta64(1, "ns")))
         xs, ys = [], []
-        for t, v in zip(obs.time.values, obs.values):
+        for t, v in zip(obs.time.values, obs.values, strict=True):
             if not np.isfinite(v):
                 continue
             hour = np.datetime64(t, "h") + (np.timedelta64(1, "h") if (

@@ -136,7 +136,7 @@ def test_sensor_epochs_follow_catalog():
     pairs = val.match_stations(est, ins, val.MatchSettings(aggregate="daily"))
     days = pairs.time.values
     labels = val.epoch_labels(days)
-    for d, lab in zip(days, labels):
+    for d, lab in zip(days, labels, strict=True):
         want = [s for s in dims.ARCHIVE_SENSORS if sensors.get(s).operating(d)]
         assert lab == "+".join(want)
     per = val.period_table(pairs)
