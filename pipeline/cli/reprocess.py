@@ -89,7 +89,16 @@ def _client(cfg: Any, use: bool) -> Iterator[None]:
 @click.pass_context
 def reprocess(ctx: click.Context, config_path: str | None, only: tuple[str, ...],
               cluster: bool) -> None:
-    """Bring the products of a reprocess config up to date (resumable, atomic, locked)."""
+    """Bring the products of a reprocess config up to date (resumable, atomic, locked).
+
+    Up-to-date products are skipped, a killed run resumes, a concurrent run is refused, the new
+    version is published atomically; the published URL(s) are printed last.
+
+    \b
+    tbcube reprocess --config deploy/configs/reprocess-npr-demo.yaml
+    tbcube reprocess plan --config deploy/configs/reprocess-npr-demo.yaml
+    tbcube reprocess run --config deploy/configs/reprocess-npr-demo.yaml --part 3/12
+    """
     if ctx.invoked_subcommand is not None:
         return
     if config_path is None:
