@@ -22,7 +22,8 @@ PRODUCT = "anom-synth-n36-v1"
 N_TIME, NY, NX = 12, 3, 4
 
 
-def make_input(url: str, *, n_time: int = N_TIME, seed: int = 0) -> str:
+def make_input(url: str, *, n_time: int = N_TIME, seed: int = 0,
+               storage_options: dict | None = None) -> str:
     """Write a tiny (time, y, x) input store with a known field ``v`` [K]."""
     rng = np.random.default_rng(seed)
     v = (250 + 10 * rng.standard_normal((n_time, NY, NX))).astype(np.float32)
@@ -31,7 +32,7 @@ def make_input(url: str, *, n_time: int = N_TIME, seed: int = 0) -> str:
         coords={dims.TIME: pd.date_range("2021-01-01", periods=n_time),
                 dims.Y: -36000.0 * np.arange(NY), dims.X: 36000.0 * np.arange(NX)},
     )
-    return stores.write_dataset(ds, url, chunks={dims.TIME: 2})
+    return stores.write_dataset(ds, url, chunks={dims.TIME: 2}, storage_options=storage_options)
 
 
 def _slow(a: np.ndarray, delay_s: float) -> np.ndarray:
@@ -53,17 +54,21 @@ def anomaly_stage(ds: xr.Dataset, delay_s: float = 0.0) -> xr.Dataset:
     return out.to_dataset().assign_attrs(title="synthetic anomaly product")
 
 
-def make_job(input_url: str, delay_s: float = 0.0) -> jobs.MapJob:
+def make_job(input_url: str, delay_s: float = 0.0,
+             storage_options: dict | None = None) -> jobs.MapJob:
     """The synthetic job (chunks of 2 days: 12 days → up to 6 parts)."""
     return jobs.MapJob(product_id=PRODUCT, input_url=input_url,
                        stage="tests.runner.synthetic:anomaly_stage", chunks={dims.TIME: 2},
-                       stage_kwargs={"delay_s": delay_s} if delay_s else {})
+                       stage_kwargs={"delay_s": delay_s} if delay_s else {},
+                       storage_options=storage_options)
 
 
-def context(root: str, stale_after_s: float = 3600.0) -> jobs.Context:
+def context(root: str, stale_after_s: float = 3600.0,
+            storage_options: dict | None = None) -> jobs.Context:
     """A fast test context (short lock settle and heartbeat)."""
-    return jobs.Context(root=root, keep_versions=2, stale_after_s=stale_after_s,
-                        owner="synthetic-test", settle_s=0.05, heartbeat_s=0.5)
+    return jobs.Context(root=root, storage_options=storage_options, keep_versions=2,
+                        stale_after_s=stale_after_s, owner="synthetic-test", settle_s=0.05,
+                        heartbeat_s=0.5)
 
 
 if __name__ == "__main__":

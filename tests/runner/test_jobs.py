@@ -220,3 +220,24 @@ def test_a_new_model_checkpoint_makes_the_product_stale(tmp_path):
     job.model_sha = "b" * 64
     plan = jobs.plan(job, ctx, parts=1)
     assert plan.action == "start" and plan.reason.endswith("model checkpoints changed")
+
+
+@pytest.mark.s3
+@pytest.mark.slow
+def test_reprocess_on_s3_resumes_and_publishes(s3_root, s3_server):
+    so = s3_server.storage_options
+    input_url = synthetic.make_input(f"{s3_root}/in.zarr", storage_options=so)
+    ctx = synthetic.context(f"{s3_root}/archive", storage_options=so)
+    job = CountingJob(synthetic.make_job(input_url, storage_options=so))
+    state = jobs.init(job, ctx, parts=3)
+    assert jobs.run_part(job, ctx, "2/3") == 2  # then the "pod" dies
+    assert jobs.done_parts(ctx, job, state) == [2]
+    plan, url = jobs.reprocess(job, ctx, parts=3)
+    assert plan.action == "resume" and len(job.built) == 3  # part 2 once, then 1 and 3
+    assert url.startswith(f"{s3_root}/archive/products/{synthetic.PRODUCT}/")
+    assert publish.current_url(ctx.root, synthetic.PRODUCT, so) == url
+    expected = synthetic.anomaly_stage(stores.open_dataset(input_url, storage_options=so).load())
+    got = publish.open_product(ctx.root, synthetic.PRODUCT, so)[["anomaly"]].load()
+    xr.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert jobs.plan(job, ctx, parts=3).action == "up-to-date"
+    assert not stores.exists(jobs.lock_url(ctx, job), so)
