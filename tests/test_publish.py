@@ -123,6 +123,23 @@ def test_prune_keeps_newest_and_never_the_current(tmp_path):
         publish.prune(root, PID, keep=0)
 
 
+def test_prune_removes_old_orphans_but_not_a_running_version(tmp_path):
+    import datetime as dt
+
+    root = str(tmp_path)
+    publish.publish_dataset(_product(0.1), root, PID)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    orphan = publish.make_version(_product(0.2), {"n": 1}, now=old)
+    running = publish.make_version(_product(0.3), {"n": 2}, now=old)
+    for v in (orphan, running):  # stores without completion markers (crashed / in progress)
+        stores.write_dataset(_product(0.2), publish.version_url(root, PID, v))
+    stores.write_json(stores.join(publish.product_url(root, PID), "run.json"),
+                      {"version": running})
+    assert publish.prune(root, PID, keep=1) == [orphan]
+    assert stores.exists(publish.version_url(root, PID, running))
+    assert not stores.exists(publish.version_url(root, PID, orphan))
+
+
 def test_bad_product_id_and_missing_product(tmp_path):
     with pytest.raises(errors.ConfigError, match="product id"):
         publish.publish_dataset(_product(0.1), str(tmp_path), "FT_smap")

@@ -443,7 +443,8 @@ def prune(root: str, product_id: str, *, keep: int,
 
     Incomplete versions (a store without a completion marker: a crashed publish) older than
     ``orphan_age_s`` (judged by the timestamp in the version id) are deleted too; younger ones
-    are left alone because a publish may still be writing them.
+    are left alone because a publish may still be writing them, and so is the version of a run
+    in progress (named in ``run.json``, see :mod:`pipeline.runner.jobs`), however old.
 
     Returns:
       The deleted versions.
@@ -453,11 +454,15 @@ def prune(root: str, product_id: str, *, keep: int,
     current = current_version(root, product_id, storage_options)
     complete = list_versions(root, product_id, storage_options)
     doomed = [v for v in complete[:-keep] if v != current]
+    running = None
+    run_state = stores.join(product_url(root, product_id), "run.json")
+    if stores.exists(run_state, storage_options):
+        running = _read_small_json(run_state, storage_options).get("version")
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=orphan_age_s)
     for name in _names(product_url(root, product_id), storage_options):
         v = name[: -len(_STORE_SUFFIX)] if name.endswith(_STORE_SUFFIX) else None
         m = _VERSION.match(v or "")
-        if m and v not in complete and v != current:
+        if m and v not in complete and v not in (current, running):
             stamp = dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
             if stamp < cutoff:
                 doomed.append(v)
@@ -465,4 +470,5 @@ def prune(root: str, product_id: str, *, keep: int,
         # Marker first: a version without a marker is invisible to list_versions.
         _remove(_marker_url(root, product_id, v), storage_options)
         _remove(version_url(root, product_id, v), storage_options)
+        _remove(stores.join(product_url(root, product_id), f"{v}.parts"), storage_options)
     return doomed
