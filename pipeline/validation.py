@@ -59,6 +59,8 @@ PERIOD = "period"
 NETWORK = "network"
 PASS_HOURS = {"am": 6.0, "pm": 18.0}  # nominal local solar time of the passes [h]
 _CAT = {"coords": "minimal", "compat": "override"}
+AGGREGATES = ("overpass", "daily", "daily_mean")
+DAILY_MIN_HOURS = 12  # in-situ hours a day needs for a daily mean ("daily_mean" matching)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +73,10 @@ class MatchSettings:
       good_flags_only: Keep only values whose ISMN flag is ``G``.
       frozen_threshold_k: Mask in-situ soil moisture where soil temperature is below [K].
       window: Largest |t_satellite − t_in_situ| of a pair (pandas timedelta string).
-      aggregate: ``"overpass"`` or ``"daily"``.
+      aggregate: ``"overpass"``, ``"daily"`` (pairs at the observation times, averaged per
+        UTC day) or ``"daily_mean"`` (for daily products with nominal times: the product's
+        value of a UTC day against the mean of the day's screened in-situ hours, at least
+        :data:`DAILY_MIN_HOURS` of them; ``window`` is not used).
     """
 
     max_depth_m: float = 0.05
@@ -82,8 +87,8 @@ class MatchSettings:
     aggregate: str = "daily"
 
     def __post_init__(self) -> None:
-        if self.aggregate not in ("overpass", "daily"):
-            raise ValueError(f"aggregate must be 'overpass' or 'daily', got {self.aggregate!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
         if pd.Timedelta(self.window) < pd.Timedelta(0):
             raise ValueError(f"window must be >= 0, got {self.window!r}")
 
@@ -151,6 +156,19 @@ def _daily(x: xr.DataArray, y: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray
             xr.DataArray(yd, dims=(dims.TIME,), coords=t))
 
 
+def _day_means(a: xr.DataArray, min_count: int = 1) -> xr.DataArray:
+    """Mean of the finite values of each UTC day (days with fewer than ``min_count`` dropped)."""
+    v = np.asarray(a.values, np.float64)
+    ok = np.isfinite(v)
+    day = np.asarray(a[dims.TIME].values).astype("datetime64[D]")[ok]
+    days, inv = np.unique(day, return_inverse=True)
+    n = np.bincount(inv, minlength=days.size)
+    mean = np.bincount(inv, weights=v[ok], minlength=days.size) / np.maximum(n, 1)
+    keep = n >= min_count
+    return xr.DataArray(mean[keep], dims=(dims.TIME,),
+                        coords={dims.TIME: days[keep].astype("datetime64[ns]")})
+
+
 def match_series(estimate: xr.DataArray, reference: xr.DataArray, *,
                  window: str = "1h", aggregate: str = "daily") -> xr.Dataset:
     """Pair a satellite series with one station's series (nearest in time within ``window``).
@@ -159,8 +177,9 @@ def match_series(estimate: xr.DataArray, reference: xr.DataArray, *,
       estimate: Satellite/model values over ``time`` (UTC observation times; may repeat).
       reference: Screened in-situ values over a sorted, unique ``time`` axis (UTC).
       window: Largest time difference of a pair.
-      aggregate: ``"overpass"`` (one pair per observation) or ``"daily"`` (mean per UTC day of
-        the pairs).
+      aggregate: ``"overpass"`` (one pair per observation), ``"daily"`` (mean per UTC day of
+        the pairs) or ``"daily_mean"`` (daily product vs the day's in-situ mean; see
+        :class:`MatchSettings`).
 
     Returns:
       Dataset over ``time`` with ``estimate`` and ``reference`` (float64), only times where
@@ -172,6 +191,10 @@ def match_series(estimate: xr.DataArray, reference: xr.DataArray, *,
     ref = ref.astype(np.float64)
     if not ref.indexes[dims.TIME].is_monotonic_increasing or not ref.indexes[dims.TIME].is_unique:
         ref = ref.sortby(dims.TIME).drop_duplicates(dims.TIME)
+    if aggregate == "daily_mean":
+        x, y = xr.align(_day_means(est), _day_means(ref, DAILY_MIN_HOURS), join="inner")
+        ds = xr.Dataset({ESTIMATE: x, REFERENCE: y})
+        return ds.isel({dims.TIME: np.flatnonzero(np.isfinite(x.values) & np.isfinite(y.values))})
     y = ref.reindex({dims.TIME: est[dims.TIME].values}, method="nearest",
                     tolerance=pd.Timedelta(window))
     y = y.assign_coords({dims.TIME: est[dims.TIME].values})
@@ -179,7 +202,7 @@ def match_series(estimate: xr.DataArray, reference: xr.DataArray, *,
     if aggregate == "daily":
         x, y = _daily(x, y)
     elif aggregate != "overpass":
-        raise ValueError(f"aggregate must be 'overpass' or 'daily', got {aggregate!r}")
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
     ds = xr.Dataset({ESTIMATE: x, REFERENCE: y})
     ok = np.isfinite(ds[ESTIMATE].values) & np.isfinite(ds[REFERENCE].values)
     ds = ds.isel({dims.TIME: np.flatnonzero(ok)})
@@ -225,7 +248,7 @@ def match_stations(estimates: Mapping[str, xr.DataArray], insitu: xr.Dataset,
                          aggregate=settings.aggregate)
         parts.append(p.expand_dims({dims.STATION: [sid]}))
     out = xr.concat(parts, dim=dims.STATION, join="outer", **_CAT)
-    if settings.aggregate == "daily" and out.sizes[dims.TIME]:
+    if settings.aggregate in ("daily", "daily_mean") and out.sizes[dims.TIME]:
         # a regular daily axis: positions along time are days (ubrmsd_detrended's OLS index)
         t = out[dims.TIME].values
         out = out.reindex({dims.TIME: np.arange(t.min(), t.max() + np.timedelta64(1, "D"),
@@ -234,8 +257,9 @@ def match_stations(estimates: Mapping[str, xr.DataArray], insitu: xr.Dataset,
     out = out.assign_coords({k: (dims.STATION, v.values) for k, v in coords.items()})
     out.attrs.update({k: (str(v) if not isinstance(v, bool) else int(v))
                       for k, v in dataclasses.asdict(settings).items()})
-    out[ESTIMATE].attrs["units"] = out[REFERENCE].attrs["units"] = (
-        insitu[variable].attrs.get("units", ""))
+    out[REFERENCE].attrs["units"] = insitu[variable].attrs.get("units", "")
+    out[ESTIMATE].attrs["units"] = estimates[ids[0]].attrs.get(
+        "units", out[REFERENCE].attrs["units"])
     return out
 
 

@@ -243,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (local)")
     ap.add_argument("--product", default="smap_l3", choices=sorted(qa4sm.PRODUCTS))
     ap.add_argument("--window", default="1h", help="matching window, e.g. 1h, 30min")
-    ap.add_argument("--aggregate", default="daily", choices=("daily", "overpass"))
+    ap.add_argument("--aggregate", default="daily", choices=val.AGGREGATES,
+                    help="daily: pairs at the observation times averaged per day; overpass: "
+                         "every pair; daily_mean: for daily products (c3s, era5_land, ...)")
     ap.add_argument("--quality", action="store_true",
                     help="apply the product's default quality filter")
     ap.add_argument("--no-figures", action="store_true")

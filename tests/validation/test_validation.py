@@ -196,3 +196,42 @@ def test_settings_are_checked():
     with pytest.raises(errors.InputDataError, match="no station passes the depth selection"):
         val.match_stations(est, ins, val.MatchSettings(max_depth_m=0.01, depth_tolerance_m=0))
     assert pd.Timedelta(val.MatchSettings().window) == pd.Timedelta(hours=1)
+
+
+def test_daily_mean_matching_for_daily_products():
+    """A daily product (nominal 00:00) against the mean of each day's screened hours."""
+    n = 24 * 4
+    hours = np.arange(n, dtype=float)
+    ins = _insitu(n, np.stack([hours, hours]))
+    flags = ins.soil_moisture_flag.values.copy()
+    flags[0, 24:24 + 13] = ismn.FLAG_BITS["D_S"]        # day 2 keeps 11 hours < 12: dropped
+    ins["soil_moisture_flag"] = (ins.soil_moisture_flag.dims, flags)
+    days = T0 + np.arange(4) * np.timedelta64(1, "D")
+    est = {s: xr.DataArray([1.0, 2.0, 3.0, np.nan], dims=(dims.TIME,),
+                           coords={dims.TIME: days}, attrs={"units": "m3 m-3"}) for s in "ab"}
+    pairs = val.match_stations(est, ins, val.MatchSettings(aggregate="daily_mean"))
+    a = pairs.sel(station="a")
+    # day 4: no estimate, so no pair; the daily axis runs from the first to the last pair
+    assert list(pairs.time.values) == list(days[:3])
+    np.testing.assert_array_equal(a.estimate.values, [1.0, np.nan, 3.0])
+    np.testing.assert_allclose(a.reference.values, [11.5, np.nan, 59.5])
+    b = pairs.sel(station="b")
+    np.testing.assert_allclose(b.reference.values, [11.5, 35.5, 59.5])
+
+
+def test_detrended_ubrmsd_uses_each_station_span():
+    """A station with a short record is detrended on its own days, not the others' span."""
+    est, ins = _noisy_pairs(n=24 * 60)
+    est["b"] = est["b"].where(est["b"].time > T0 + np.timedelta64(40, "D"))
+    pairs = val.match_stations(est, ins, val.MatchSettings(aggregate="daily"))
+    table = val.station_table(pairs)
+    from pipeline import metrics
+
+    b = pairs.sel(station="b")
+    ok = np.flatnonzero(np.isfinite(b.estimate.values) & np.isfinite(b.reference.values))
+    own = b.isel(time=slice(ok[0], ok[-1] + 1))
+    want = float(metrics.ubrmsd_detrended(own.estimate, own.reference, "time"))
+    got = float(table.soil_moisture.sel(station="b", metric="ubrmsd_detrended"))
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got != pytest.approx(float(metrics.ubrmsd_detrended(b.estimate, b.reference, "time")),
+                                rel=1e-6)
