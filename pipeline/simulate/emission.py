@@ -133,7 +133,8 @@ def _kernel(fm: ForwardModel, freq, pol_v, inc_deg, x):
     t_ice = 0.5 * (T0 + jnp.minimum(g["t_air"], T0))
     rh_i, rv_i = tau_omega.fresnel(dielectric.ice(f, t_ice), inc)
     depth = fm.lake_ice_depth_lband_m * 1.41 / f
-    e_icecov = e_water + ((1.0 - pick(rh_i, rv_i)) - e_water) * (1.0 - jnp.exp(-g["lake_ice_m"] / depth))
+    e_slab = 1.0 - pick(rh_i, rv_i)
+    e_icecov = e_water + (e_slab - e_water) * (1.0 - jnp.exp(-g["lake_ice_m"] / depth))
     tb_ice = snow_layer(e_icecov * t_ice)
     li = g["lake_ice_fraction"]
     tb_lake = li * tb_ice + (1.0 - li) * e_water * jnp.maximum(g["t_lake"], T0)

@@ -87,7 +87,8 @@ def passes(
     ci = np.cos(np.deg2rad(orb.inclination_deg))
     cos_psi = np.sqrt(np.clip(1.0 - ci**2 / np.maximum(np.cos(np.deg2rad(lat)) ** 2, 1e-9), 0, 1))
     u_asc, dl_asc = _in_plane(lat, orb.inclination_deg)
-    period_day = np.array([s.operating(np.datetime64("1970-01-01") + int(x)) for x in days])[:, None]
+    epoch = np.datetime64("1970-01-01", "D")
+    period_day = np.array([s.operating(epoch + int(x)) for x in days])[:, None]
     inside = (np.abs(lat) <= s.max_abs_lat_deg) & period_day
 
     legs = {}

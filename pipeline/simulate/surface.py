@@ -18,7 +18,7 @@ from pipeline.simulate import rng
 _LAT = np.array([0.0, 20.0, 35.0, 45.0, 55.0, 65.0, 72.0, 90.0])
 _T_ANN = np.array([299.5, 298.0, 291.0, 284.0, 277.0, 269.5, 262.0, 252.0])  # K at sea level
 _T_AMP = np.array([1.0, 4.0, 9.0, 13.0, 16.0, 19.5, 18.0, 17.0])  # K, annual half-range
-_P_MEAN = np.array([5.0, 1.5, 1.6, 2.2, 1.9, 1.2, 0.7, 0.4])  # mm/day
+_P_MEAN = np.array([5.0, 1.5, 1.6, 2.2, 1.8, 1.0, 0.6, 0.4])  # mm/day
 LAPSE_K_PER_M = 0.0060
 
 

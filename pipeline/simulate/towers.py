@@ -87,8 +87,8 @@ def carbon_fluxes(
     f_t = np.exp(-(((w.t_air - _table(surface, "t_opt")) / _table(surface, "t_width")) ** 2))
     f_t = np.where(w.t_air < T0 - 5.0, 0.0, f_t)
     f_vpd = np.exp(-w.vpd / _table(surface, "vpd_scale"))
-    x = np.clip((sm_liquid - surface.residual_sm) / (0.5 * (surface.porosity - surface.residual_sm)),
-                0.0, 1.0)
+    half = 0.5 * (surface.porosity - surface.residual_sm)
+    x = np.clip((sm_liquid - surface.residual_sm) / half, 0.0, 1.0)
     gpp = light * f_t * f_vpd * np.sqrt(x) * np.where(frozen, 0.3, 1.0)
     soc = np.clip(1.0 + 0.25 * rng.smooth_field(seed, "carbon/soc", surface.lat, surface.lon,
                                                 scale_km=250.0), 0.5, 1.5)

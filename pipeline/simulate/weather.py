@@ -7,8 +7,8 @@ Daily step (local solar days), vectorised over cells:
   ``T(h) = T_mean + A cos(2π (h − 15)/24)`` so am and pm passes differ.
 * Precipitation: wet days where a smooth space–time moisture field exceeds a climate threshold;
   exponential amounts; snow below +0.5 °C.
-* Snow: degree-day accumulation/melt (3.5 mm K⁻¹ d⁻¹); wetness from the hourly air temperature
-  and the day's melt.  Permanent snow/ice cells keep ≥ 1500 mm SWE.
+* Snow: degree-day accumulation/melt (3.5 mm K⁻¹ d⁻¹), 0.2 mm d⁻¹ sublimation; wetness from
+  the hourly air temperature and the day's melt.  Permanent snow/ice cells keep ≥ 1500 mm SWE.
 * Soil at 5 cm: enthalpy ``H`` [K-equivalent] relaxing to air temperature with a coupling damped
   by snow depth (insulation) plus a weak pull to the deep-soil temperature; the latent heat of the
   soil water (134 K per unit volumetric water content) gives a zero curtain in autumn and spring.
@@ -37,6 +37,7 @@ from pipeline.simulate.surface import Surface
 T0 = 273.15
 LATENT_K = 134.0  # latent heat of fusion of 1 m3 m-3 of water / soil heat capacity [K]
 DDF = 3.5  # degree-day melt factor [mm K-1 d-1]
+SUBLIMATION = 0.2  # snow loss to sublimation and wind redistribution [mm d-1]
 LAYER_MM = 60.0  # effective depth of the surface soil layer [mm]
 EPOCH = np.datetime64("1970-01-01", "D")
 
@@ -60,7 +61,8 @@ def toa_insolation(lat_deg: np.ndarray, doy: np.ndarray) -> np.ndarray:
     phi = np.deg2rad(lat_deg)[None, :]
     x = np.clip(-np.tan(phi) * np.tan(decl), -1.0, 1.0)
     ws = np.arccos(x)
-    return 1361.0 / np.pi * (ws * np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.sin(ws))
+    return 1361.0 / np.pi * (
+        ws * np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.sin(ws))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +154,8 @@ def simulate_weather(
         * (0.3 + 0.7 * np.clip(toa / 450.0, 0, 1))
         * (1.0 - 0.4 * cloud)
     )
-    rh = np.clip(0.55 + 0.3 * wet + 0.08 * moist + 0.1 * np.tanh(surface.precip_mean - 2)[None], 0.2, 0.98)
+    rh = np.clip(0.55 + 0.3 * wet + 0.08 * moist + 0.1 * np.tanh(surface.precip_mean - 2)[None],
+                 0.2, 0.98)
     tc = t_air - T0
     esat = 610.7 * np.exp(17.38 * tc / (239.0 + tc))
     vpd = esat * (1.0 - rh)
@@ -180,7 +183,9 @@ def simulate_weather(
         # snow
         swe = swe + snowfall[i]
         melt = np.minimum(swe, DDF * np.maximum(ta - T0, 0.0) + 0.1 * rain[i] * (swe > 0))
-        swe = np.maximum(swe - melt, np.where(perm, 1500.0, 0.0))
+        # sublimation and wind redistribution: 0.2 mm/day from any snowpack
+        swe = np.maximum(swe - melt - np.minimum(swe - melt, SUBLIMATION),
+                         np.where(perm, 1500.0, 0.0))
         depth_m = swe / settings.forward.snow_density_kg_m3
         # soil enthalpy
         lat_cap = LATENT_K * theta
@@ -265,7 +270,9 @@ class HourState:
     pond_liquid: np.ndarray  # liquid (unfrozen) ponded area fraction
 
 
-def at_hour(w: Weather, ti: np.ndarray, ci: np.ndarray, hour: np.ndarray, settings: Settings) -> HourState:
+def at_hour(
+    w: Weather, ti: np.ndarray, ci: np.ndarray, hour: np.ndarray, settings: Settings
+) -> HourState:
     """The state at local solar ``hour`` [h] of day index ``ti`` in cell index ``ci``.
 
     ``ti``, ``ci`` and ``hour`` broadcast together (e.g. (T, 1), (1, N), (T, N)).

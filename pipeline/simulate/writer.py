@@ -235,7 +235,8 @@ def towers_dataset(spec: ArchiveSpec, pl: Plan, series: dict, attrs: dict) -> xr
         "gpp_qc": ("1", "fraction of measured/good half-hours"),
         "reco_qc": ("1", "fraction of measured/good half-hours"),
         "ta": ("K", "daily mean air temperature"), "tmin": ("K", "daily minimum air temperature"),
-        "sw_in": ("W m-2", "daily mean incoming shortwave"), "vpd": ("Pa", "vapour-pressure deficit"),
+        "sw_in": ("W m-2", "daily mean incoming shortwave"),
+        "vpd": ("Pa", "vapour-pressure deficit"),
         "swc": ("m3 m-3", "soil water content at 5 cm"), "ts": ("K", "soil temperature at 5 cm"),
     }
     for name, (units, ln) in meta.items():
