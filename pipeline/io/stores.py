@@ -487,10 +487,18 @@ _STALE_ENCODING = (
 
 
 def _clean(ds: xr.Dataset) -> xr.Dataset:
-    """A shallow copy without encodings from a previous store (chunks, codecs)."""
+    """A shallow copy without encodings from a previous store (chunks, codecs).
+
+    Fixed-width unicode variables (labels, ids) are written as variable-length UTF-8 strings,
+    the string type Zarr v3 specifies (numpy ``<U`` maps to an unspecified extension type).
+    """
     ds = ds.copy()
     for v in ds.variables.values():
         v.encoding = {k: e for k, e in v.encoding.items() if k not in _STALE_ENCODING}
+    strings = [n for n, v in ds.variables.items() if v.dtype.kind == "U"]
+    for n in strings:
+        v = ds.variables[n]
+        ds[n] = xr.Variable(v.dims, np.asarray(v.values, dtype=object), v.attrs, v.encoding)
     return ds
 
 
