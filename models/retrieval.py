@@ -72,6 +72,7 @@ class RetrievalConfig:
       sm_prior, sigma_sm_prior: Weak SM prior [m3 m-3].
       sigma_vod_prior: Width of the VOD prior around the per-pixel prior value [1].
       sigma_vod_pass: Width of the AM−PM VOD coupling [1]; ``math.inf`` = independent passes.
+      vod_pol_ratio: Assumed τ_V / τ_H (1 = polarisation-independent canopy, as SMAP L2).
       n_iter: Levenberg–Marquardt iterations.
       n_grid_sm, n_grid_vod: Size of the initialisation grid.
       step_tol: Convergence tolerance on the final Gauss–Newton step (SM and VOD units).
@@ -97,6 +98,7 @@ class RetrievalConfig:
     sigma_sm_prior: float = 2.0
     sigma_vod_prior: float = 2.0
     sigma_vod_pass: float = 0.05
+    vod_pol_ratio: float = 1.0
     n_iter: int = 25
     n_grid_sm: int = 15
     n_grid_vod: int = 11
@@ -131,7 +133,10 @@ def forward_tb(sm, vod, t_k, clay, sand, bulk_density, h, omega, config: Retriev
     eps = DIELECTRIC_MODELS[config.dielectric](config.freq_ghz, sm, clay, sand, bulk_density,
                                                t_k)
     theta = math.radians(config.incidence_deg)
-    return tau_omega.tb_hv(eps, vod, omega, h, config.q, config.n, t_k, t_k, theta)
+    e_h, e_v = tau_omega.emissivity_hv(eps, h, config.q, config.n, theta)
+    tb_h = tau_omega.tb_tau_omega(e_h, vod, omega, t_k, t_k, theta)
+    tb_v = tau_omega.tb_tau_omega(e_v, vod * config.vod_pol_ratio, omega, t_k, t_k, theta)
+    return tb_h, tb_v
 
 
 def correct_open_water(tb_v, tb_h, t_k, water_fraction, config: RetrievalConfig):

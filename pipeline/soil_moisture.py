@@ -78,6 +78,7 @@ class RetrievalParams:
       sigma_core_k, sigma_col_k: Expected misfits of the core and collaborative channels [K].
       sigma_vod_prior, sigma_sm_prior: Prior widths (weak by default).
       sigma_vod_pass: AM/PM VOD coupling width (``inf`` = passes independent).
+      vod_pol_ratio: Assumed τ_V / τ_H (1: polarisation-independent VOD, as SMAP L2).
       n_iter: Levenberg–Marquardt iterations.
       max_residual_k: RMS residual above which a pixel counts as not converged [K].
       water_correction: Remove the open-water emission before retrieving.
@@ -105,6 +106,7 @@ class RetrievalParams:
     sigma_vod_prior: float = 2.0
     sigma_sm_prior: float = 2.0
     sigma_vod_pass: float = 0.05
+    vod_pol_ratio: float = 1.0
     n_iter: int = 25
     max_residual_k: float = 5.0
     water_correction: bool = True
@@ -112,8 +114,8 @@ class RetrievalParams:
     water_flag_fraction: float = 0.05
     water_mask_fraction: float = 0.5
     vod_dense: float = 0.55
-    frozen_below_k: float = 273.15
-    snow_swe_mm: float = 10.0
+    frozen_below_k: float = 274.15
+    snow_swe_mm: float = 1.0
     tb_min_k: float = 50.0
     tb_max_k: float = 340.0
     batch: int = 4096
@@ -136,6 +138,7 @@ class RetrievalParams:
             "sigma_vod_prior": self.sigma_vod_prior,
             "sigma_sm_prior": self.sigma_sm_prior,
             "sigma_vod_pass": self.sigma_vod_pass,
+            "vod_pol_ratio": self.vod_pol_ratio,
             "n_iter": self.n_iter,
             "max_residual_k": self.max_residual_k,
             "water_correction": self.water_correction,

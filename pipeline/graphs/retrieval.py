@@ -5,8 +5,9 @@ Example::
     tbcube sm retrieve --root /data/transect-m25   # → {root}/products/sm-smap-m25-v1/<ver>.zarr
 
 Inputs (docs/data-contract.md): ``tb/smap.zarr``, ``static/{grid}.zarr``; the effective
-temperature comes from ``truth/{grid}.zarr`` ``surface_temperature`` (the stand-in for the
-model temperature an operational retrieval uses; it is required), frozen ground from the
+temperature comes from ``truth/{grid}.zarr`` ``soil_temperature`` (L-band emission comes from
+the top centimetres of soil; ``surface_temperature`` is the fallback) — the stand-in for the
+model temperature an operational retrieval uses; it is required — frozen ground from the
 published ``ft-smap-{grid}-v1`` product when there is one (else from that temperature),
 snow from truth ``snow_water_equivalent`` when present.  The product is chunked spatially
 (64 days × 32 × 32 cells, both passes per task), published with
@@ -60,8 +61,10 @@ def _nearest_l_band(vod: xr.DataArray) -> xr.DataArray:
 def open_inputs(root: str, storage_options=None) -> dict:
     """Open the retrieval's inputs lazily; returns a dict of Datasets/DataArrays (or None).
 
-    Keys: ``tb``, ``static``, ``grid``, ``surface_temperature``, ``snow_water_equivalent``,
-    ``ft_state``, ``truth`` (the truth Dataset for the report, or None).
+    Keys: ``tb``, ``static``, ``grid``, ``surface_temperature`` (the effective temperature:
+    truth ``soil_temperature``, else ``surface_temperature``), ``temperature_source``,
+    ``snow_water_equivalent``, ``ft_state``, ``truth`` (the truth Dataset for the report, or
+    None).
     """
     tb_url = stores.tb_url(root, SENSOR)
     tb = stores.open_dataset(tb_url, storage_options=storage_options)
@@ -75,13 +78,17 @@ def open_inputs(root: str, storage_options=None) -> dict:
     static = stores.open_dataset(stores.static_url(root, grid_name),
                                  storage_options=storage_options).load()
     out = {"tb": tb, "static": static, "grid": grid_name, "surface_temperature": None,
-           "snow_water_equivalent": None, "ft_state": None, "truth": None}
+           "temperature_source": None, "snow_water_equivalent": None, "ft_state": None,
+           "truth": None}
     t_url = stores.truth_url(root, grid_name)
     if stores.exists(t_url, storage_options):
         truth = stores.open_dataset(t_url, storage_options=storage_options)
         out["truth"] = truth
-        if "surface_temperature" in truth:
-            out["surface_temperature"] = truth["surface_temperature"]
+        for name in ("soil_temperature", "surface_temperature"):
+            if name in truth:
+                out["surface_temperature"] = truth[name]
+                out["temperature_source"] = f"truth {name}"
+                break
         if "snow_water_equivalent" in truth:
             out["snow_water_equivalent"] = truth["snow_water_equivalent"]
     try:
@@ -189,9 +196,11 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
     grid_name = inputs["grid"]
     if inputs["surface_temperature"] is None:
         raise errors.InputDataError(
-            f"{stores.truth_url(root, grid_name)}: variable 'surface_temperature' needed as the "
-            "retrieval's effective temperature, store or variable missing")
-    _log(progress, f"tb/smap {dict(inputs['tb'].sizes)}; frozen ground from "
+            f"{stores.truth_url(root, grid_name)}: variable 'soil_temperature' or "
+            "'surface_temperature' needed as the retrieval's effective temperature, store or "
+            "variable missing")
+    _log(progress, f"tb/smap {dict(inputs['tb'].sizes)}; T_eff from "
+         f"{inputs['temperature_source']}; frozen ground from "
          f"{'the ft product' if inputs['ft_state'] is not None else 'surface temperature'}")
     ds = build_product(inputs, params)
     pid = product_id(grid_name)
@@ -207,6 +216,7 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
     _log(progress, f"published {pid}")
     written = stores.open_dataset(url, storage_options=storage_options)
     rep = {"product_id": pid, "product_url": url,
+           "effective_temperature": inputs["temperature_source"],
            **report(written, inputs["truth"], inputs["static"])}
     stores.write_json(stores.reports_url(root, "sm-retrieval.json"), rep, storage_options)
     _log(progress, f"report {stores.reports_url(root, 'sm-retrieval.json')}")
