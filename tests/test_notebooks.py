@@ -1,0 +1,154 @@
+"""The user notebooks, executed with nbclient against the real local dask-gateway-server.
+
+``notebooks/gateway.ipynb`` is run top to bottom in a fresh ipykernel (this interpreter) with
+its parameters passed as environment variables; the tests then check, independently of the
+notebook, that the product it opened is the current version of ``sm-smap-m36-v1``, passes
+the data-contract schema and agrees with the simulator's true soil moisture, that the tasks
+ran on the gateway cluster's worker, and that the cluster was shut down.  A second run with a
+wrong password must stop at the connection with one ``error: …`` line (no traceback, no
+password).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "gateway.ipynb"
+KERNEL = "tbcube-test-python"
+
+pytestmark = pytest.mark.gateway
+
+
+@pytest.fixture(scope="module")
+def kernel_path(tmp_path_factory) -> str:
+    """A JUPYTER_PATH holding an ipykernel kernelspec that runs this very interpreter."""
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    base = tmp_path_factory.mktemp("jupyter")
+    spec = base / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "tbcube test kernel", "language": "python",
+    }))
+    return str(base)
+
+
+def _execute(kernel_path: str, env: dict[str, str], monkeypatch, timeout: int = 240):
+    """Run the notebook; returns (notebook, error or None)."""
+    import nbclient
+    import nbformat
+
+    monkeypatch.setenv("JUPYTER_PATH", kernel_path)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=timeout,
+                                     resources={"metadata": {"path": str(REPO)}})
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as e:
+        return nb, e
+    return nb, None
+
+
+def _texts(nb) -> list[str]:
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                out.append(o["text"])
+            elif o.get("output_type") == "error":
+                out.append("\n".join([f"{o['ename']}: {o['evalue']}", *o.get("traceback", [])]))
+    return out
+
+
+def _env(server, root, password) -> dict[str, str]:
+    return {
+        "TBCUBE_GATEWAY_ADDRESS": server.address, "TBCUBE_GATEWAY_USER": server.username,
+        "DASK_GATEWAY_PASSWORD": password, "TBCUBE_ROOT": str(root),
+        "TBCUBE_WORKER_MEMORY": "1GiB", "TBCUBE_N_WORKERS": "1",
+        "TBCUBE_SIM_START": "2015-04-01", "TBCUBE_SIM_END": "2015-06-30",
+        "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg",
+        "MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
+        "MALLOC_TRIM_THRESHOLD_": "68719476736",
+    }
+
+
+@pytest.mark.slow
+def test_gateway_notebook_runs_the_retrieval_on_the_cluster(gateway_server, kernel_path,
+                                                            tmp_path, monkeypatch):
+    import xarray as xr
+
+    from pipeline import dims, schema
+    from pipeline.io import catalog, publish, stores
+
+    root = tmp_path / "tiny"
+    nb, err = _execute(kernel_path, _env(gateway_server, root, gateway_server.password),
+                       monkeypatch)
+    text = "\n".join(_texts(nb))
+    assert err is None, f"notebook failed:\n{text[-4000:]}"
+    line = next(ln for ln in text.splitlines() if ln.startswith("NOTEBOOK_RESULT "))
+    result = json.loads(line.split(" ", 1)[1])
+
+    # Steps 1-3: the dashboard link was shown and the job's tasks ran on the gateway worker.
+    assert "dashboard link: http://127.0.0.1" in text
+    assert "tasks on the scheduler" in text  # textual progress was printed while it ran
+    assert result["n_tasks"] > 0
+    assert len(result["cluster_workers"]) == 1
+    assert set(result["task_workers"]) == set(result["cluster_workers"])
+
+    # Step 4: the opened URL is the product's current version, in the pointer and in STAC.
+    assert result["product_id"] == "sm-smap-m36-v1"
+    url = result["product_url"]
+    assert url == publish.current_url(str(root), "sm-smap-m36-v1")
+    assert catalog.resolve(str(root), "sm-smap-m36-v1")[0].rstrip("/") == url.rstrip("/")
+    ds = xr.open_zarr(url)
+    schema.check(ds, schema.SM_SMAP_PRODUCT, context=url)
+    assert {dims.SOIL_MOISTURE, dims.VOD, dims.QUALITY_FLAG} <= set(ds.data_vars)
+    assert sorted(result["variables"]) == sorted(str(v) for v in ds.data_vars)
+
+    # The cluster computed a physically meaningful product: retrieved soil moisture tracks the
+    # simulator's truth (independent store) and stays within the physical range.
+    sm = ds[dims.SOIL_MOISTURE].load()
+    truth = xr.open_zarr(stores.truth_url(str(root), ds.attrs["grid"]))
+    ref = truth[dims.SOIL_MOISTURE].reindex({dims.TIME: sm[dims.TIME]}).assign_coords(
+        {dims.Y: sm[dims.Y], dims.X: sm[dims.X]}).load()
+    est, ref = xr.broadcast(sm, ref)
+    ok = (est.notnull() & ref.notnull()).values
+    e, r = est.values[ok], ref.values[ok]
+    assert ok.sum() > 1000
+    assert np.all((e >= 0.0) & (e <= 0.65))  # volumetric water content, m3 m-3
+    assert np.corrcoef(e, r)[0, 1] > 0.6
+    assert abs(float(np.mean(e - r))) < 0.03
+
+    # Step 5: the notebook's cluster is gone from the gateway.
+    assert f"cluster {result['cluster']} still running: False" in text
+
+
+def test_gateway_notebook_wrong_password_is_one_line(gateway_server, kernel_path, tmp_path,
+                                                     monkeypatch):
+    wrong = "wrong-" + gateway_server.password[::-1]
+    root = tmp_path / "untouched"
+    nb, err = _execute(kernel_path, _env(gateway_server, root, wrong), monkeypatch, timeout=120)
+    assert err is not None, "the notebook ran through with a wrong password"
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    failed = next(i for i, c in enumerate(cells) if "cluster.connect(cfg)" in c.source)
+    assert all(not c.get("outputs") for c in cells[failed + 1:])  # execution stopped there
+    outputs = cells[failed]["outputs"]
+    assert [o.get("name") for o in outputs] == ["stderr"]  # no error output with a traceback
+    assert outputs[0]["text"] == (
+        f"error: {gateway_server.address}: the gateway rejected the credentials of user "
+        f"'{gateway_server.username}' (HTTP 401)\n")
+    assert "Traceback" not in str(err) and wrong not in str(err)
+    everything = "\n".join(_texts(nb))
+    assert "Traceback" not in everything and "File \"" not in everything
+    assert wrong not in everything and gateway_server.password not in everything
+    assert not root.exists()  # it stopped before the job: nothing was simulated
