@@ -473,7 +473,11 @@ def apply_transform(tb: xr.DataArray, coeffs: xr.Dataset, *, fallback: xr.Datase
         )
         out = res
     if fallback is not None:
-        out = out.fillna(apply_transform(tb, fallback))
+        gaps = out.isnull() & src.notnull()
+        # Eager input: only pay for the fallback when some cell lacks a fit.
+        if out.chunks is not None or bool(gaps.any()):
+            fb = apply_transform(bare.sel({dims.CHANNEL: chans}), fallback)
+            out = out.fillna(fb.drop_vars([c for c in fb.coords if c not in fb.dims]))
     out = out.drop_vars([c for c in out.coords if c not in out.dims])
     out = out.reindex({dims.CHANNEL: bare[dims.CHANNEL].values}).transpose(*tb.dims)
     return tb.copy(data=out.astype(np.float32).data)
