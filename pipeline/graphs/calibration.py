@@ -355,6 +355,22 @@ def apply(root: str, settings: FitSettings = FitSettings(), *,
     return report
 
 
+def injected_calibration(root: str, storage_options=None) -> dict:
+    """The simulator's injected calibration (``truth`` attrs ``calibration``), or {} for real
+    archives: ``{sensor: {channel: {"offset_K", "gain", "drift_K_per_decade"}}}``."""
+    import json
+
+    for g in grid.GRIDS:
+        u = stores.truth_url(root, g)
+        if stores.exists(u, storage_options):
+            attrs = stores.open_dataset(u, storage_options=storage_options).attrs
+            cal = attrs.get("calibration")
+            if cal is None:
+                return {}
+            return json.loads(cal) if isinstance(cal, str) else dict(cal)
+    return {}
+
+
 def _recovery_against_truth(root: str, chains, storage_options) -> dict[str, Any]:
     """Compare fitted transforms with the simulator's injected calibration (simulated archives).
 
@@ -362,18 +378,9 @@ def _recovery_against_truth(root: str, chains, storage_options) -> dict[str, Any
     the fitted map src → ref should equal the composition of the injected errors:
     ``slope = g_ref / g_src``, ``offset = a_ref − slope · a_src`` (drift-free part).
     """
-    import json
-
-    truth_urls = [stores.truth_url(root, g) for g in ("M25", "N36", "M36")]
-    attrs = None
-    for u in truth_urls:
-        if stores.exists(u, storage_options):
-            attrs = stores.open_dataset(u, storage_options=storage_options).attrs
-            break
-    if not attrs or "calibration" not in attrs:
+    cal = injected_calibration(root, storage_options)
+    if not cal:
         return {}
-    cal = attrs["calibration"]
-    cal = json.loads(cal) if isinstance(cal, str) else cal
     coeffs = load_coefficients(root, storage_options)
     out: dict[str, Any] = {}
     for (src, dst), c in coeffs.items():
@@ -441,20 +448,9 @@ def composite_recovery(root: str, chains, storage_options=None,
     ``when``.  Slope and offset (at 250 K) are fitted to the composite per cell over
     200–290 K; the medians over cells are compared with the injected values.
     """
-    import json
-
-    if src not in chains or dst not in chains:
+    cal = injected_calibration(root, storage_options)
+    if src not in chains or dst not in chains or not cal:
         return {}
-    attrs = None
-    for g in grid.GRIDS:
-        u = stores.truth_url(root, g)
-        if stores.exists(u, storage_options):
-            attrs = stores.open_dataset(u, storage_options=storage_options).attrs
-            break
-    if not attrs or "calibration" not in attrs:
-        return {}
-    cal = attrs["calibration"]
-    cal = json.loads(cal) if isinstance(cal, str) else cal
     coeffs = load_coefficients(root, storage_options)
     like = _open_static(root, storage_options)
     t = np.datetime64(when, "ns")
