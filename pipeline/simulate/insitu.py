@@ -24,8 +24,8 @@ from pipeline.simulate import rng
 from pipeline.simulate.settings import Settings
 from pipeline.simulate.weather import T0, Weather, at_hour
 
-ABBR = {1: "ENF", 2: "EBF", 3: "DNF", 4: "DBF", 7: "SHR", 9: "SAV", 10: "GRS", 12: "CRO",
-        15: "SNO", 16: "BAR"}
+ABBR = {1: "ENF", 2: "EBF", 3: "DNF", 4: "DBF", 7: "OSH", 9: "SAV", 10: "GRA", 12: "CRO",
+        15: "SNO", 16: "BSV"}  # FLUXNET / IGBP abbreviations
 LAKE = 99  # pseudo class of lake-rich cells
 
 
