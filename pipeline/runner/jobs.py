@@ -397,7 +397,7 @@ def _resolve(name: str) -> Callable[..., Any]:
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError):
-        raise errors.ConfigError(f"stage {name!r}: no such 'module:function'") from None
+        raise errors.ConfigError(f"{name!r}: no such 'module:function'") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -479,7 +479,8 @@ def npr_product(tb: xr.Dataset, frequency_ghz: float = 1.41) -> xr.Dataset:
                             Conventions="CF-1.10")
 
 
-def _npr_job(product_id: str, config: Any, storage_options: Mapping[str, Any] | None) -> Job:
+def npr_job(product_id: str, config: Any, storage_options: Mapping[str, Any] | None) -> Job:
+    """Job kind ``npr-{sensor}``: :func:`npr_product` of ``tb/{sensor}.zarr`` (demo job)."""
     sensor = product_id.split("-")[1]
     time_range = None
     if getattr(config, "time", None) is not None:
@@ -489,10 +490,12 @@ def _npr_job(product_id: str, config: Any, storage_options: Mapping[str, Any] | 
                   time_range=time_range, storage_options=storage_options)
 
 
-# "{quantity}-{source}" prefix of a product id → factory(product_id, config, storage_options).
-# Science graphs add their line here (e.g. "ft-smap": "pipeline.graphs.freeze_thaw:job").
-JOB_KINDS: dict[str, Callable[[str, Any, Mapping[str, Any] | None], Job]] = {
-    f"npr-{sensor}": _npr_job for sensor in dims.ARCHIVE_SENSORS
+# "{quantity}-{source}" prefix of a product id → "module:factory" (imported lazily), where
+# factory(product_id, config, storage_options) -> Job and config is a ReprocessJob.  Science
+# graphs add their line here.
+JOB_KINDS: dict[str, str] = {
+    **{f"npr-{sensor}": "pipeline.runner.jobs:npr_job" for sensor in dims.ARCHIVE_SENSORS},
+    "ft-smap": "pipeline.runner.kinds:freeze_thaw_job",
 }
 
 
@@ -505,5 +508,4 @@ def make_job(product_id: str, config: Any,
             f"products: no job kind builds {product_id!r} yet (known prefixes: "
             f"{', '.join(sorted(JOB_KINDS))})"
         )
-    return JOB_KINDS[prefix](product_id, config, storage_options)
-
+    return _resolve(JOB_KINDS[prefix])(product_id, config, storage_options)

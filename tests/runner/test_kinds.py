@@ -1,0 +1,68 @@
+"""The freeze/thaw job kind: reprocessing in parts along y equals the graph's eager product."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from pipeline import dims
+from pipeline.io import provenance, publish, stores
+from pipeline.runner import jobs, kinds
+
+PID = "ft-smap-n36-v1"
+
+
+@pytest.fixture(autouse=True)
+def _fixed_code_version(monkeypatch):
+    monkeypatch.setenv("TBCUBE_CODE_VERSION", "0.0.0+test")
+    provenance.code_version.cache_clear()
+    yield
+    provenance.code_version.cache_clear()
+
+
+@pytest.fixture
+def ft_archive(tmp_path, ft_synthetic, ft_model_ref):
+    """An archive root with tb/smap, static/N36 and a registered (untrained, seeded) model."""
+    tb, _, static = ft_synthetic
+    root = str(tmp_path / "archive")
+    stores.write_dataset(tb, stores.tb_url(root, "smap"))
+    stores.write_dataset(static, stores.static_url(root, "N36"))
+    stores.write_json(stores.join(root, "models", "ft_autoencoder-current.json"),
+                      {"uri": ft_model_ref.uri, "sha256": ft_model_ref.sha256, "grid": "N36"})
+    return root
+
+
+@pytest.mark.slow
+def test_ft_job_in_parts_equals_the_eager_product(ft_archive, ft_synthetic, ft_model_ref):
+    from pipeline.graphs import freeze_thaw as g
+
+    job = kinds.FreezeThawJob(product_id=PID, root=ft_archive, tile=1)
+    ctx = jobs.Context(root=ft_archive, settle_s=0.0, heartbeat_s=None)
+    assert jobs.max_parts(job) == 3  # 3 rows, 1-row tiles
+    plan, url = jobs.reprocess(job, ctx, parts=3)
+    assert plan.action == "start"
+    tb, _, static = ft_synthetic
+    eager = g.build_product(tb, static, ft_model_ref).compute()
+    got = publish.open_product(ft_archive, PID).load()
+    for name in (dims.THAW_PROBABILITY, dims.NPR, dims.QUALITY_FLAG):
+        xr.testing.assert_allclose(got[name], eager[name], rtol=1e-5)
+    for name in (dims.FT_STATE, dims.FT_STATE_NPR):  # int8, _FillValue -1 decodes to NaN
+        np.testing.assert_array_equal(got[name].fillna(-1).astype(np.int8), eager[name])
+    assert np.isfinite(got[dims.THAW_PROBABILITY]).any()
+    attrs = stores.open_dataset(url).attrs
+    assert ft_model_ref.sha256 in attrs["tbcube_model_sha256"]
+    assert jobs.plan(job, ctx, parts=3).action == "up-to-date"
+
+
+def test_ft_job_kind_is_registered_and_checks_the_grid(ft_archive):
+    from pipeline import errors
+    from pipeline.config import ReprocessJob
+
+    cfg = ReprocessJob(products=[PID], root=ft_archive,
+                       time={"start": "2016-01-01", "end": "2017-12-30"})
+    job = jobs.make_job(PID, cfg)
+    assert isinstance(job, kinds.FreezeThawJob) and job.time_range == ("2016-01-01", "2017-12-30")
+    assert set(job.inputs()) == {"tb", "static"}
+    with pytest.raises(errors.ConfigError, match="does not match the archive's grid 'N36'"):
+        jobs.make_job("ft-smap-m36-v1", cfg).template()
