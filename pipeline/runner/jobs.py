@@ -395,9 +395,14 @@ def reprocess(job: Job, ctx: Context, *, parts: int,
 def _resolve(name: str) -> Callable[..., Any]:
     module, _, attr = name.partition(":")
     try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        raise errors.ConfigError(f"{name!r}: no such 'module:function'") from None
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is not None and module.startswith(e.name):
+            raise errors.ConfigError(f"{name!r}: no module {module!r}") from None
+        raise  # a genuine missing dependency inside the module: keep the traceback
+    if not hasattr(mod, attr):
+        raise errors.ConfigError(f"{name!r}: module {module!r} has no {attr!r}")
+    return getattr(mod, attr)
 
 
 @dataclasses.dataclass(frozen=True)
