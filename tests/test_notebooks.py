@@ -12,7 +12,6 @@ password).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -41,8 +40,9 @@ def kernel_path(tmp_path_factory) -> str:
     return str(base)
 
 
-def _execute(kernel_path: str, env: dict[str, str], monkeypatch, timeout: int = 240):
-    """Run the notebook; returns (notebook, error or None)."""
+def _execute(kernel_path: str, env: dict[str, str], monkeypatch, save: Path,
+             timeout: int = 240):
+    """Run the notebook (the executed copy is written to ``save``); returns (nb, error|None)."""
     import nbclient
     import nbformat
 
@@ -52,11 +52,14 @@ def _execute(kernel_path: str, env: dict[str, str], monkeypatch, timeout: int = 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=timeout,
                                      resources={"metadata": {"path": str(REPO)}})
+    error = None
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as e:
-        return nb, e
-    return nb, None
+        error = e
+    finally:  # keep the executed notebook beside the test's files for inspection
+        nbformat.write(nb, save)
+    return nb, error
 
 
 def _texts(nb) -> list[str]:
@@ -75,7 +78,7 @@ def _env(server, root, password) -> dict[str, str]:
         "TBCUBE_GATEWAY_ADDRESS": server.address, "TBCUBE_GATEWAY_USER": server.username,
         "DASK_GATEWAY_PASSWORD": password, "TBCUBE_ROOT": str(root),
         "TBCUBE_WORKER_MEMORY": "1GiB", "TBCUBE_N_WORKERS": "1",
-        "TBCUBE_SIM_START": "2015-04-01", "TBCUBE_SIM_END": "2015-06-30",
+        "TBCUBE_SIM_START": "2015-05-01", "TBCUBE_SIM_END": "2015-06-30",
         "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg",
         "MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
         "MALLOC_TRIM_THRESHOLD_": "68719476736",
@@ -92,7 +95,7 @@ def test_gateway_notebook_runs_the_retrieval_on_the_cluster(gateway_server, kern
 
     root = tmp_path / "tiny"
     nb, err = _execute(kernel_path, _env(gateway_server, root, gateway_server.password),
-                       monkeypatch)
+                       monkeypatch, tmp_path / "gateway.executed.ipynb")
     text = "\n".join(_texts(nb))
     assert err is None, f"notebook failed:\n{text[-4000:]}"
     line = next(ln for ln in text.splitlines() if ln.startswith("NOTEBOOK_RESULT "))
@@ -129,6 +132,9 @@ def test_gateway_notebook_runs_the_retrieval_on_the_cluster(gateway_server, kern
     assert np.corrcoef(e, r)[0, 1] > 0.6
     assert abs(float(np.mean(e - r))) < 0.03
 
+    # The summary plot was rendered.
+    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
     # Step 5: the notebook's cluster is gone from the gateway.
     assert f"cluster {result['cluster']} still running: False" in text
 
@@ -137,7 +143,8 @@ def test_gateway_notebook_wrong_password_is_one_line(gateway_server, kernel_path
                                                      monkeypatch):
     wrong = "wrong-" + gateway_server.password[::-1]
     root = tmp_path / "untouched"
-    nb, err = _execute(kernel_path, _env(gateway_server, root, wrong), monkeypatch, timeout=120)
+    nb, err = _execute(kernel_path, _env(gateway_server, root, wrong), monkeypatch,
+                       tmp_path / "gateway.executed.ipynb", timeout=120)
     assert err is not None, "the notebook ran through with a wrong password"
     cells = [c for c in nb.cells if c.cell_type == "code"]
     failed = next(i for i, c in enumerate(cells) if "cluster.connect(cfg)" in c.source)

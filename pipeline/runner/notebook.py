@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 import sys
 import threading
 import time
@@ -230,25 +229,31 @@ def summarise(ds: Any) -> dict:
     }
 
 
-def plot_summary(ds: Any):
-    """Daily spatial-mean soil moisture per pass (a matplotlib Figure)."""
-    import matplotlib
+def plot_summary(ds: Any) -> bytes:
+    """PNG of the daily spatial-mean soil moisture per pass (display with IPython's Image).
 
-    if "ipykernel" not in sys.modules and not os.environ.get("MPLBACKEND"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a bare :class:`matplotlib.figure.Figure` (no pyplot, no backend state), so it
+    works the same in a notebook, a test or a batch job.
+    """
+    import io
+
+    from matplotlib.figure import Figure
 
     sm = ds[dims.SOIL_MOISTURE]
     mean = sm.mean([d for d in sm.dims if d not in (dims.TIME, dims.PASS)]).load()
-    fig, ax = plt.subplots(figsize=(8, 3))
+    fig = Figure(figsize=(8, 3))
+    ax = fig.add_subplot()
     for p in mean[dims.PASS].values:
         ax.plot(mean[dims.TIME].values, mean.sel({dims.PASS: p}).values, ".-", ms=3,
                 label=f"{p} pass")
     ax.set_ylabel("soil moisture (m3 m-3)")
     ax.set_title(f"{ds.attrs.get('tbcube_product_id', 'product')}: spatial mean")
     ax.legend()
+    fig.autofmt_xdate()
     fig.tight_layout()
-    return fig
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
 
 
 # --- errors ----------------------------------------------------------------------------------
