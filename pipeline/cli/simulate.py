@@ -29,9 +29,11 @@ def _date(ctx, param, value):
               help="First day (default: the preset's).")
 @click.option("--end", callback=_date, default=None, metavar="YYYY-MM-DD",
               help="Last day, inclusive (default: the preset's).")
+@click.option("--dielectric", type=click.Choice(["mironov", "dobson"]), default="mironov",
+              show_default=True, help="Soil dielectric model of the simulated world.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def simulate(preset: str, root: str, seed: int, start: str | None, end: str | None,
-             quiet: bool) -> None:
+             dielectric: str, quiet: bool) -> None:
     """Write static/, tb/{sensor}, insitu/, towers/ and truth/ stores of a simulated archive.
 
     Prints every store URL, then the archive root(s) last.
@@ -40,13 +42,21 @@ def simulate(preset: str, root: str, seed: int, start: str | None, end: str | No
     tbcube simulate --preset tiny --root /tmp/tiny
     tbcube simulate --preset demo --root s3://bucket/demo --start 1997-12-07
     """
+    import dataclasses
+
     from pipeline.io import stores
+    from pipeline.simulate import Settings
     from pipeline.simulate import simulate as run
+
+    base = Settings()
+    settings = dataclasses.replace(
+        base, forward=dataclasses.replace(base.forward, dielectric=dielectric))
 
     if not quiet:
         echo_progress(f"simulating preset {preset} (seed {seed}) into {root}")
     urls = run(preset, root, seed=seed, start=start, end=end,
-               storage_options=stores.storage_options_for(root) or None, progress=not quiet)
+               storage_options=stores.storage_options_for(root) or None, progress=not quiet,
+               settings=settings)
     roots = [k for k in urls if k.endswith("root")]
     for k, url in urls.items():
         if k not in roots:

@@ -39,7 +39,8 @@ TOWER_COLLECTION = "simflux"
 
 
 def preset_specs(
-    preset: str, *, start: str | None = None, end: str | None = None
+    preset: str, *, start: str | None = None, end: str | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, ArchiveSpec]:
     """The archives of a preset, keyed by sub-root ('' for a single root).
 
@@ -71,7 +72,8 @@ def preset_specs(
         raise errors.ConfigError(f"simulate: unknown preset {preset!r}; choose one of {PRESETS}")
     out = {}
     for k, s in specs.items():
-        s2 = dataclasses.replace(s, start=str(start or s.start), end=str(end or s.end))
+        s2 = dataclasses.replace(s, start=str(start or s.start), end=str(end or s.end),
+                                 settings=settings or s.settings)
         try:
             if s2.days.size == 0:
                 raise ValueError("empty")
@@ -91,6 +93,7 @@ def simulate(
     end: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    settings: Settings | None = None,
 ) -> dict[str, str]:
     """Write the simulated archive(s) of a preset under ``root``.
 
@@ -102,13 +105,15 @@ def simulate(
       start, end: Override the preset's span (``YYYY-MM-DD``, inclusive).
       storage_options: fsspec options for the root.
       progress: Report progress on stderr.
+      settings: Simulator settings (forward model, sensors' errors); default
+        :class:`Settings` ``()``.  Recorded in the truth store's attrs.
 
     Returns:
       Written URLs: ``"{sub}/static/{grid}"``, ``"{sub}/tb/{sensor}"``, …, one ``"{sub}/root"``
       per archive root (``sub`` omitted for a single root) and ``"root"``; ordered with the
       archive roots last.
     """
-    specs = preset_specs(preset, start=start, end=end)
+    specs = preset_specs(preset, start=start, end=end, settings=settings)
     urls: dict[str, str] = {}
     roots: dict[str, str] = {}
     for sub, spec in specs.items():

@@ -100,13 +100,16 @@ def test_cli_prints_store_urls_then_the_root(tmp_path):
 
     root = tmp_path / "cli"
     res = CliRunner().invoke(cli, ["simulate", "--preset", "tiny", "--root", str(root),
-                                   "--start", "2015-04-01", "--end", "2015-04-20", "--quiet"])
+                                   "--start", "2015-04-01", "--end", "2015-04-20", "--quiet",
+                                   "--dielectric", "dobson"])
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
     assert lines[-1] == str(root)
     assert stores.tb_url(str(root), "smap") in lines and stores.tb_url(str(root), "tmi") in lines
     assert stores.tb_url(str(root), "amsre") not in lines
     assert all(stores.exists(u) for u in lines)
+    truth = xr.open_zarr(stores.truth_url(str(root), "M36"))
+    assert '"dielectric": "dobson"' in truth.attrs["simulator_settings"]
 
 
 def test_cli_rejects_bad_dates(tmp_path):
