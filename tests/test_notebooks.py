@@ -159,3 +159,73 @@ def test_gateway_notebook_wrong_password_is_one_line(gateway_server, kernel_path
     assert "Traceback" not in everything and "File \"" not in everything
     assert wrong not in everything and gateway_server.password not in everything
     assert not root.exists()  # it stopped before the job: nothing was simulated
+
+
+# --- the notebook helpers, without a gateway (in-process cluster: fast) ----------------------
+def _sum_of_range(n: int, chunk: int) -> int:
+    import dask.array as da
+
+    return int(da.arange(n, chunks=chunk).sum().compute())  # default scheduler on purpose
+
+
+def _fail(root: str) -> None:
+    from pipeline import errors
+
+    raise errors.StoreNotFound(f"{root}/tb/smap.zarr: no SMAP TB store under the archive root")
+
+
+@pytest.fixture(scope="module")
+def inprocess_client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address="127.0.0.1:0") as lc, \
+            distributed.Client(lc, set_as_default=False) as client:
+        yield client
+
+
+def test_run_with_progress_sends_the_jobs_graph_to_the_client(inprocess_client):
+    from pipeline.runner import notebook as nb
+
+    lines: list[str] = []
+    res = nb.run_with_progress(inprocess_client, _sum_of_range, 1000, chunk=100, poll_s=0.05,
+                               out=lines.append)
+    assert res.value == 999 * 1000 // 2  # Gauss: 0 + 1 + … + (n-1) = n(n-1)/2
+    # The client was not the default one, yet every chunk's task ran on its worker.
+    assert res.workers == tuple(inprocess_client.scheduler_info()["workers"])
+    assert sum(n for k, n in res.by_prefix.items() if k.startswith("arange")) == 10  # chunks
+    assert lines[-1].startswith("done in ") and f"{res.n_tasks} tasks ran on 1 worker" in lines[-1]
+
+
+def test_run_with_progress_reraises_the_jobs_error(inprocess_client):
+    from pipeline import errors
+    from pipeline.runner import notebook as nb
+
+    with pytest.raises(errors.StoreNotFound, match="no SMAP TB store"):
+        nb.run_with_progress(inprocess_client, _fail, "/nowhere", poll_s=0.05,
+                             out=lambda _: None)
+
+
+def test_summarise_counts_match_numpy():
+    import xarray as xr
+
+    from pipeline import dims, qc
+    from pipeline.runner import notebook as nb
+
+    rng = np.random.default_rng(0)
+    sm = rng.uniform(0.05, 0.5, (20, 2, 3, 4)).astype("float32")
+    flags = np.zeros(sm.shape, "uint16")
+    flags[:5] |= int(qc.QC.INSUFFICIENT_OBS)  # 5 days not observed
+    sm[:5] = np.nan
+    sm[5:8, 0] = np.nan  # observed but not retrieved
+    flags[5:8, 0] |= int(qc.QC.FROZEN_GROUND)
+    ds = xr.Dataset(
+        {dims.SOIL_MOISTURE: ((dims.TIME, dims.PASS, dims.Y, dims.X), sm),
+         dims.QUALITY_FLAG: ((dims.TIME, dims.PASS, dims.Y, dims.X), flags)},
+        coords={dims.PASS: ["am", "pm"]})
+    s = nb.summarise(ds)
+    n_obs, n_ret = 15 * 2 * 12, 15 * 2 * 12 - 3 * 12
+    assert s["retrieved_fraction"] == round(n_ret / n_obs, 3)
+    assert s["qc_counts"] == {"INSUFFICIENT_OBS": 5 * 2 * 12, "FROZEN_GROUND": 3 * 12}
+    assert s["soil_moisture_by_pass"]["pm"]["mean"] == round(float(np.nanmean(sm[:, 1])), 4)
+    png = nb.plot_summary(ds)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

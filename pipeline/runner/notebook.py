@@ -107,18 +107,21 @@ def _progress_line(states: dict[str, int], elapsed: float) -> str:
 
 
 def run_with_progress(client: distributed.Client, job: Callable[..., Any], *args: Any,
-                      poll_s: float = 2.0, out: Print | None = None, **kwargs: Any) -> JobResult:
+                      poll_s: float = 2.0, heartbeat_s: float = 30.0, out: Print | None = None,
+                      **kwargs: Any) -> JobResult:
     """Run ``job(*args, **kwargs)`` with ``client`` as its dask scheduler, printing progress.
 
     The job runs in a background thread while this thread polls the scheduler every
-    ``poll_s`` seconds and prints its task counts by state (a line only when they change).
+    ``poll_s`` seconds and prints its task counts by state (a line when they change, and at
+    least every ``heartbeat_s`` seconds).
     Every dask computation the job makes (``.compute()``, ``to_zarr``) is sent to ``client``.
 
     Args:
       client: A connected client (e.g. from :func:`pipeline.runner.cluster.connect`).
       job: An importable function (not defined in the notebook).
       *args, **kwargs: Its arguments.
-      poll_s: Seconds between progress lines.
+      poll_s: Seconds between polls of the scheduler.
+      heartbeat_s: Longest silence between progress lines (s).
       out: Where progress lines go (default: print to stdout).
 
     Returns:
@@ -140,17 +143,19 @@ def run_with_progress(client: distributed.Client, job: Callable[..., Any], *args
     with dask.config.set(scheduler=client), distributed.get_task_stream(client) as stream:
         thread = threading.Thread(target=_target, name="tbcube-job", daemon=True)
         thread.start()
-        last = None
+        last, last_t = None, t0
         while thread.is_alive():
             thread.join(poll_s)
             try:
                 states = client.run_on_scheduler(task_states)
             except (OSError, distributed.comm.CommClosedError):
                 continue
-            line = _progress_line(states, time.monotonic() - t0)
-            if line.split("]", 1)[1] != last:
+            now = time.monotonic()
+            line = _progress_line(states, now - t0)
+            # A line when the counts change, and a heartbeat while one long task runs.
+            if line.split("]", 1)[1] != last or now - last_t >= heartbeat_s:
                 out(line)
-                last = line.split("]", 1)[1]
+                last, last_t = line.split("]", 1)[1], now
     wall = time.monotonic() - t0
     if "error" in box:
         raise box["error"]
