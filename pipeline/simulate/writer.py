@@ -247,7 +247,8 @@ def towers_dataset(spec: ArchiveSpec, pl: Plan, series: dict, attrs: dict) -> xr
         ds[name] = ((dims.SITE, dims.TIME), arr.astype(np.float32),
                     {"units": units, "long_name": ln, **GM})
     ds[dims.CRS] = grid.crs_variable(4326)
-    ds.attrs.update(attrs, title=f"tbcube simulated flux towers {spec.collection}")
+    ds.attrs.update(attrs, title=f"tbcube simulated flux towers {spec.collection}",
+                    simulator_carbon_model=carbon_model_json())
     return ds
 
 
@@ -274,7 +275,27 @@ def truth_attrs(spec: ArchiveSpec, seed: int, pl: Plan) -> dict:
                                       "insitu_network": spec.network,
                                       "tower_collection": spec.collection}),
         "pass_hours": json.dumps({"am": 6.0, "pm": 18.0}),
+        "carbon_model": carbon_model_json(),
     }
+
+
+def carbon_model_json() -> str:
+    """The truth carbon model's form and per-IGBP parameters, as JSON."""
+    import dataclasses
+
+    from pipeline.simulate import towers
+
+    return json.dumps({
+        "form": "GPP = sat (1 - exp(-eps APAR / sat)) f_T(Gaussian on daily mean T) "
+                "f_VPD(exp) sqrt(f_SM) (x0.3 frozen); RECO = 0.45 GPP_7d + maintenance "
+                "Q10=2 + R_ref SOC 2.2^((Tsoil-283.15)/10) 4x(1-x) (x0.15 frozen); "
+                "NEE = RECO - GPP (see pipeline/simulate/towers.py)",
+        "parameters_by_igbp": {str(k): dataclasses.asdict(v) for k, v in towers.CARBON.items()},
+        "towers": {"footprint": "x U(0.85, 1.15) on GPP and RECO", "gap_filled_fraction": 0.2,
+                   "missing_fraction": 0.08, "winter_outage_sites": 0.4,
+                   "random_error": "0.25 + 0.08 |NEE| (x2 gap-filled)",
+                   "partitioning_error": 0.12},
+    }, sort_keys=True)
 
 
 def check_store(url: str, spec: schema.DatasetSpec, storage_options=None) -> None:

@@ -155,6 +155,8 @@ def test_truth_attrs_record_settings_and_calibration(tiny):
     attrs = tiny["truth"].attrs
     cal = json.loads(attrs["calibration"])
     settings = json.loads(attrs["simulator_settings"])
+    carbon = json.loads(attrs["carbon_model"])
+    assert set(carbon["parameters_by_igbp"]) >= {"1", "3", "7", "10", "12"}
     assert settings["forward"]["dielectric"] in ("mironov", "dobson")
     assert set(cal) == set(SENSORS_IN_TINY)
     for s in SENSORS_IN_TINY:
