@@ -148,6 +148,12 @@ def transect_coverage(root: str, start: str, out: Path, days: int = 30) -> None:
     items = [("tmi", "10.65H"), ("amsre", "10.65H"), ("amsr2", "10.65H"), ("gmi", "10.65H"),
              ("smap", "1.41H")]
     items = [it for it in items if stores.exists(stores.tb_url(root, it[0]))]
+
+    def has_data(sensor, ch):
+        tb = stores.open_dataset(stores.tb_url(root, sensor)).tb
+        return bool(np.isfinite(tb.sel(channel=ch, time=slice(start, end)).values).any())
+
+    items = [it for it in items if has_data(*it)]
     fig, axs = plt.subplots(1, len(items), figsize=(2.4 * len(items), 4.2), sharey=True)
     for ax, (sensor, ch) in zip(np.atleast_1d(axs), items, strict=True):
         ds = stores.open_dataset(stores.tb_url(root, sensor)).sel(time=slice(start, end))
@@ -208,6 +214,6 @@ def make_gallery(demo_root: str, out_dir: str | Path) -> list[Path]:
     ts_cell(ak, lake, f"Lake-rich cell {lake} (open water {wf[lake]:.2f})", paths[2])
     ts_cell(ak, forest, f"Boreal forest cell {forest} (IGBP {lc[forest]})", paths[3])
     maps_one_day(ak, "2016-07-15", paths[4])
-    transect_coverage(tr, "2015-03-01", paths[5])
+    transect_coverage(tr, "2015-03-20", paths[5])
     record(tr, 32.0, paths[6])
     return paths
