@@ -208,3 +208,12 @@ def test_publish_and_resolve_on_s3(s3_root, s3_server):
     # (SeaweedFS may keep an empty directory entry; what matters is that no object is left.)
     assert not stores.exists(f"{url1}/zarr.json", so)
     assert publish.list_products(s3_root, so) == [PID]
+
+
+def test_staleness_key_of_hand_written_records():
+    rec = {"config_hash": "h", "inputs": {"tb": "s3://b/tb/smap.zarr"}, "models": {"m": "s"}}
+    key = provenance.staleness_key(rec)
+    assert key["inputs"] == {"tb": None} and key["models"] == {"m": "s"}
+    full = provenance.collect(config={"a": 1}, inputs={"tb": "/nonexistent/tb.zarr"})
+    assert provenance.staleness_key(full)["inputs"] == {"tb": "missing"}
+    assert provenance.staleness_key(full) != key

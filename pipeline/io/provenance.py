@@ -187,7 +187,8 @@ def staleness_key(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "code_version": record.get("code_version"),
         "config_hash": record.get("config_hash"),
-        "inputs": {k: (v or {}).get("fingerprint")
+        # Records written without collect() may list inputs as bare URLs: no fingerprint.
+        "inputs": {k: v.get("fingerprint") if isinstance(v, Mapping) else None
                    for k, v in (record.get("inputs") or {}).items()},
         "models": dict(record.get("models") or {}),
     }
