@@ -206,7 +206,9 @@ def apply_chain(tb: xr.Dataset, hops: tuple[tuple[str, str], ...],
     values = tb[dims.TB]
     for a, b in hops:
         main, fb = _split(coeffs[(a, b)])
-        as_a = values.assign_coords({dims.CHANNEL: [current[c] or "" for c in labels]})
+        # Channels without a partner so far get unique placeholders (no transform matches them,
+        # so they come out NaN) — the channel index must stay unique.
+        as_a = values.assign_coords({dims.CHANNEL: [current[c] or f"~{c}" for c in labels]})
         cal = calibrate.apply_transform(as_a, main, fallback=fb)
         mapping = calibrate.match_channels(a, b)
         current = {c: (mapping.get(current[c]) if current[c] else None) for c in labels}
