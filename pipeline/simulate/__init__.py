@@ -28,14 +28,19 @@ from typing import Any
 
 from pipeline import errors, grid, schema
 from pipeline.io import stores
-from pipeline.simulate.archive import ArchiveSpec, plan, simulate_block
+from pipeline.simulate.archive import (
+    INSITU_NETWORK,
+    TOWER_COLLECTION,
+    ArchiveSpec,
+    plan,
+    simulate_block,
+)
 from pipeline.simulate.settings import Settings
 
-__all__ = ["ArchiveSpec", "PRESETS", "Settings", "generate", "preset_specs", "simulate"]
+__all__ = ["INSITU_NETWORK", "PRESETS", "TOWER_COLLECTION", "ArchiveSpec", "Settings", "generate",
+           "preset_specs", "simulate"]
 
 PRESETS = ("tiny", "demo", "global")
-INSITU_NETWORK = "simnet"
-TOWER_COLLECTION = "simflux"
 
 
 def preset_specs(

@@ -19,6 +19,8 @@ from pipeline.simulate.surface import Surface, make_surface
 from pipeline.simulate.weather import T0, Weather, at_hour, day_numbers, simulate_weather
 
 VOD_FREQUENCIES_GHZ = (1.41, 6.93, 10.65, 18.7, 36.5, 89.0)
+INSITU_NETWORK = "simnet"  # insitu/{network}.zarr of every simulated archive
+TOWER_COLLECTION = "simflux"  # towers/{collection}.zarr
 PASS_HOURS = {"am": 6.0, "pm": 18.0}
 _GRID_INDEX = {name: i + 1 for i, name in enumerate(sorted(grid.GRIDS))}
 
@@ -49,8 +51,8 @@ class ArchiveSpec:
     tile: int | None = None
     stations_per_class: int = 5
     n_towers: int = 8
-    network: str = "simnet"
-    collection: str = "simflux"
+    network: str = INSITU_NETWORK
+    collection: str = TOWER_COLLECTION
     time_chunk: int = 366
     max_blocks: int | None = None
     settings: Settings = Settings()
