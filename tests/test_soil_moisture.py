@@ -187,9 +187,36 @@ def test_cli_publishes_product_and_report(sm_archive, product):
     assert "4" in rep["by_landcover"] and rep["flag_counts"]["FROZEN_GROUND"] > 0
 
 
+@pytest.mark.slow
 def test_bench_reports_throughput_and_recovery():
     from pipeline.graphs import retrieval
 
     out = retrieval.bench_retrieval(n_pixels=512, repeats=1)
     assert out["n_retrievals"] == 1024 and out["retrievals_per_s"] > 0
     assert out["max_abs_sm_error"] < 0.02
+
+
+@pytest.mark.slow
+def test_simulator_archive_meets_the_ubrmsd_target(sim_tiny):
+    """Issue-5 acceptance numbers on the simulator's tiny archive (read-only: nothing written).
+
+    The simulator's canopy is polarisation dependent (τ_V ≠ τ_H), its canopy temperature is the
+    air temperature and its TB are noisy, none of which the retrieval assumes.
+    """
+    from pipeline import soil_moisture
+    from pipeline.graphs import retrieval
+
+    inputs = retrieval.open_inputs(sim_tiny)
+    assert inputs["temperature_source"] == "truth soil_temperature"
+    product = retrieval.build_product(inputs, soil_moisture.RetrievalParams())
+    schema.check(product, schema.SM_SMAP_PRODUCT, context="sim_tiny sm product")
+    rep = retrieval.report(product, inputs["truth"], inputs["static"])
+    target = rep["target_vod_le_0.5"]
+    assert target["n"] > 1000 and target["n_pixels"] >= 20
+    assert target["ubrmsd_per_pixel_median"] <= 0.03
+    # The bias part of the target (|bias| ≤ 0.01) is NOT met with τ_V = τ_H assumed (measured
+    # ≈ −0.03, docs/soil-moisture.md); this bounds it so that a regression shows.
+    assert abs(target["bias"]) < 0.05
+    # Harder bins are reported with their (worse) numbers.
+    assert rep["by_vod"]["0.5-0.8"]["n"] > 0
+    assert rep["by_vod"]["0.5-0.8"]["ubrmsd_per_pixel_median"] > target["ubrmsd_per_pixel_median"]

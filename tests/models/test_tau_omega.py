@@ -40,7 +40,7 @@ def test_v_reflectivity_vanishes_at_brewster_angle(eps_re):
     assert float(r_h) > 0.1
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     eps_re=st.floats(1.5, 80.0),
     eps_im=st.floats(0.0, 40.0),
