@@ -124,3 +124,39 @@ def test_cdf_transform_removes_bias_and_is_chunk_invariant():
     assert abs(float((eager - ref[dims.TB]).median())) < 0.3
     lazy = calibrate.apply_transform(src[dims.TB].chunk({dims.TIME: 50, dims.Y: 1}), c)
     xr.testing.assert_allclose(eager, lazy.compute())
+
+
+def test_chain_with_unmatched_channels_keeps_them_nan():
+    """AMSR-E → TMI → GMI: C-band and 23.8H have no partner and must come out NaN, the rest
+    calibrated (regression: several unmatched channels once produced a duplicate index)."""
+    from pipeline import sensors
+    from pipeline.graphs import calibration
+
+    rng = np.random.default_rng(5)
+    n_time, ny, nx = 120, 2, 2
+    time = pd.date_range("2010-01-01", periods=n_time, freq="D").values
+    coords = {dims.TIME: time, dims.PASS: ["am", "pm"], dims.Y: [0.0, 1.0], dims.X: [0.0, 1.0]}
+
+    def store(sensor, offset):
+        labels = list(sensors.get(sensor).channel_labels)
+        tb = 250 + rng.normal(0, 10, (n_time, 2, len(labels), ny, nx)) + offset
+        return xr.Dataset(
+            {dims.TB: ((dims.TIME, dims.PASS, dims.CHANNEL, dims.Y, dims.X), tb),
+             dims.LOCAL_TIME: ((dims.TIME, dims.PASS, dims.Y, dims.X),
+                               np.full((n_time, 2, ny, nx), 1.5))},
+            coords={**coords, dims.CHANNEL: labels})
+
+    amsre, tmi, gmi = store("amsre", 0.0), store("tmi", 1.0), store("gmi", 2.0)
+    coeffs = {}
+    for a, b, da, db in (("amsre", "tmi", amsre, tmi), ("tmi", "gmi", tmi, gmi)):
+        pairs = calibrate.collocate(da, db, calibrate.match_channels(a, b))
+        c = calibrate.fit_linear(pairs)
+        g = c[["offset", "slope", "drift", "n"]].rename(
+            {"offset": "global_offset", "slope": "global_slope", "drift": "global_drift",
+             "n": "global_n", calibrate.GROUP: "global_group"})
+        coeffs[(a, b)] = xr.merge([c, g], compat="override")
+    out = calibration.apply_chain(amsre, (("amsre", "tmi"), ("tmi", "gmi")), coeffs)
+    assert set(out.attrs["uncalibrated_channels"].split(",")) == {"6.93V", "6.93H", "23.8H"}
+    assert bool(out[dims.TB].sel(channel="6.93V").isnull().all())
+    assert bool(out[dims.TB].sel(channel="36.5V").notnull().all())
+    assert out.attrs["calibration_chain"] == "amsre -> tmi -> gmi"
