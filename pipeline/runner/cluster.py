@@ -237,7 +237,9 @@ def _gateway(cluster: Any) -> Iterator[distributed.Client]:
             gw_cluster.adapt(minimum=lo, maximum=int(hi))
         else:
             gw_cluster.scale(int(_setting(cluster, "n_workers")))
-        with gw_cluster.get_client(set_as_default=False) as client:
+        # The default client inside the block, like the local kind: package functions'
+        # dask computations (to_zarr, .compute()) must run on the gateway's workers.
+        with gw_cluster.get_client(set_as_default=True) as client:
             if hi is None:
                 client.wait_for_workers(int(_setting(cluster, "n_workers")),
                                         timeout=_CONNECT_TIMEOUT_S * 3)

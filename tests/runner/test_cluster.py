@@ -35,6 +35,7 @@ def _square_sum(n):
 
 def test_local_cluster_spawned_workers_see_malloc_env(capsys):
     with cluster.connect(_section(**ONE)) as client:
+        assert distributed.default_client() is client
         env = client.run(_env_of_worker, [*cluster.MALLOC_ENV, "JAX_PLATFORMS"])
         workers = client.scheduler_info()["workers"]
         method = client.run(_start_method)
@@ -56,6 +57,7 @@ def test_scheduler_mode_connects_to_an_existing_scheduler(capsys):
                                   host="127.0.0.1") as lc:
         with cluster.connect(_section(kind="scheduler", address=lc.scheduler_address)) as client:
             assert client.scheduler.address == lc.scheduler_address
+            assert distributed.default_client() is client
             assert client.submit(_square_sum, 10).result() == 285
         # Leaving the block closes our client but leaves the existing scheduler running.
         assert lc.status.name == "running"

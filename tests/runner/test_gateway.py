@@ -33,6 +33,9 @@ def test_gateway_runs_a_computation_on_gateway_workers(gateway_server, monkeypat
     monkeypatch.setenv(gateway_server.password_env, gateway_server.password)
     with cluster.connect(_section(gateway_server)) as client:
         assert type(client.cluster).__name__ == "GatewayCluster"
+        import distributed
+
+        assert distributed.default_client() is client  # dask work in the block runs there
         info = client.run(_env_and_cores)
         result = client.submit(_cube_sum, 50).result()
     assert result == (49 * 50 // 2) ** 2  # Nicomachus: sum of cubes = square of the sum
