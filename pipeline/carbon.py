@@ -334,7 +334,7 @@ def group_metrics(model: xr.Dataset, towers: xr.Dataset, *, min_qc: float = 0.8,
     out = xr.Dataset()
     for v in variables:
         rows = []
-        for gname, gm in groups.items():
+        for gm in groups.values():
             site_mask = xr.DataArray(gm, dims=dims.SITE, coords={dims.SITE: obs[dims.SITE]})
             cols = []
             for sname in season_names:
@@ -490,7 +490,8 @@ def aggregation_groups(lat: xr.DataArray, pft: xr.DataArray,
     return groups
 
 
-def aggregate_budgets(product: xr.Dataset, area_m2: xr.DataArray, groups: Mapping[str, xr.DataArray],
+def aggregate_budgets(product: xr.Dataset, area_m2: xr.DataArray,
+                      groups: Mapping[str, xr.DataArray],
                       variables: Sequence[str] = ("nee", "gpp", "reco")) -> xr.Dataset:
     """Area-weighted annual budgets per group and year.
 

@@ -46,7 +46,7 @@ def test_continuous_metrics_equal_pytesmo():
 
 
 def _detrended_numpy(a, b):
-    """Independent implementation: fill NaNs with the pair mean, OLS via lstsq, RMSD of residuals."""
+    """Independent implementation: NaNs filled with the pair mean, lstsq OLS, RMSD of residuals."""
     ok = np.isfinite(a) & np.isfinite(b)
     n = a.size
     design = np.column_stack([np.ones(n), np.arange(n, dtype=float)])

@@ -1,4 +1,4 @@
-"""``tbcube carbon model|evaluate|aggregate|towers``: L4C-like carbon fluxes and their evaluation."""
+"""``tbcube carbon model|evaluate|aggregate|towers``: L4C-like carbon fluxes and evaluation."""
 
 from __future__ import annotations
 

@@ -160,6 +160,7 @@ def tower_evaluation(model: xr.Dataset, towers: xr.Dataset, *, ft: xr.DataArray 
         "budgets": carbon.budgets(model, towers, min_valid=min_valid, seasons=seasons),
         "seasons": seasons,
     }
+    out["site_groups"] = carbon.aggregate_site_scores(out["sites"], towers)
     moisture = towers["swc"] if "swc" in towers else None
     if moisture is not None:
         out["moisture"] = carbon.residual_moisture_correlation(model, towers, moisture,
@@ -288,6 +289,10 @@ def write_tower_report(out: str, model: xr.Dataset, towers: xr.Dataset,
     b = tables["budgets"].compute()
     budget_df = b.to_dataframe().reset_index().dropna(subset=["nee_tower"])
     files = {"sites.csv": sites, "groups.csv": groups, "budgets.csv": budget_df}
+    if "site_groups" in tables:
+        sg = tables["site_groups"].compute()
+        files["groups_site_median.csv"] = pd.concat(
+            [sg[v].to_pandas().add_prefix(f"{v}_") for v in sg.data_vars], axis=1).reset_index()
     for name, df in files.items():
         stores.write_bytes(stores.join(out, name), df.to_csv(index=False).encode(),
                            storage_options)
@@ -436,7 +441,8 @@ def evaluate_root(root: str, grid_name: str, *, collection: str = "simflux",
                                  storage_options=storage_options).load()
     model = carbon.match_towers(product, towers).compute()
     kinds, counts = np.unique(model["matched"].values, return_counts=True)
-    say(f"matched {model.sizes[dims.SITE]} towers: {dict(zip(kinds.tolist(), counts.tolist()))}")
+    matched = dict(zip(kinds.tolist(), counts.tolist(), strict=True))
+    say(f"matched {model.sizes[dims.SITE]} towers: {matched}")
     tables = tower_evaluation(model, towers, min_qc=min_qc)
     out = stores.reports_url(root, "carbon-evaluation")
     summary = write_tower_report(out, model, towers, tables, min_qc=min_qc,
@@ -486,6 +492,7 @@ def real_towers(real_dir: str, out: str, *, sites: Sequence[str] = ARCTIC_SITES,
     say(f"read {towers.sizes[dims.SITE]} sites with data: {towers[dims.SITE].values.tolist()}")
     url = bplut_url or f"{real}/pyl4c_bplut/SMAP_BPLUT_2020-07-31.csv"
     table = bplut_io.read_bplut(url)
+    stores.write_dataset(towers, stores.join(out, "towers.zarr"))
     model = model_at_towers(towers, table.table)
     say("TCF run; scoring")
     tables = tower_evaluation(model, towers, min_qc=min_qc)

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline import dims, errors, grid
+from pipeline import dims, errors, grid, schema
 from pipeline.io import stores
 
 __all__ = [
@@ -248,12 +248,14 @@ def read_fluxnet_dd(
     if tmin_src & {"TA_F_NIGHT"}:
         var_attrs["tmin"]["comment"] = (
             "DD files have no daily minimum: mean night-time TA_F_NIGHT used as the proxy")
-    return towers_dataset(
+    ds = towers_dataset(
         out, sites, times.values, meta, pft_overrides=pft_overrides,
         attrs={"source": "FLUXNET2015 FULLSET DD", "partitioning": partition,
                "files": ", ".join(str(u).rsplit("/", 1)[-1] for u in urls)},
         var_attrs=var_attrs,
     )
+    schema.check(ds, schema.TOWERS, context=f"towers from {len(urls)} DD file(s)")
+    return ds
 
 
 # --- half-hourly FLUXNET Zarr -----------------------------------------------------------------
@@ -365,7 +367,9 @@ def read_fluxnet_zarr(
     ds["utc_offset_hours"] = (dims.SITE, np.array([per_site[s].attrs["utc_offset_hours"]
                                                    for s in kept], np.int8),
                               {"long_name": "local standard time minus UTC", "units": "h"})
-    return ds.set_coords("utc_offset_hours")
+    ds = ds.set_coords("utc_offset_hours")
+    schema.check(ds, schema.TOWERS, context=f"towers from {url}")
+    return ds
 
 
 
@@ -374,7 +378,8 @@ SPL4CMDL_GROUPS = {"nee": "NEE", "gpp": "GPP", "rh": "RH"}
 _DATE_RE = re.compile(r"_(\d{8})T\d{6}")
 _PRODUCT_ATTRS = {
     "nee": ("net ecosystem CO2 exchange (positive: source)", None),
-    "gpp": ("gross primary production", "gross_primary_productivity_of_biomass_expressed_as_carbon"),
+    "gpp": ("gross primary production",
+            "gross_primary_productivity_of_biomass_expressed_as_carbon"),
     "rh": ("heterotrophic respiration", "heterotrophic_respiration_carbon_flux"),
     "reco": ("ecosystem respiration, nee + gpp", None),
 }

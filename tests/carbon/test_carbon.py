@@ -8,14 +8,17 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from pipeline import carbon, grid, metrics
+from pipeline import carbon, grid
 
 pytesmo_metrics = pytest.importorskip("pytesmo.metrics")
 
 TIMES = pd.date_range("2016-01-01", "2017-12-31", freq="D")
 
 
-def _product(window=grid.Window(100, 104, 200, 205), with_pft=True):
+WINDOW = grid.Window(100, 104, 200, 205)
+
+
+def _product(window=WINDOW, with_pft=True):
     """N36 window product whose value at (row, col) is row + col/1000 (+ day, + 0.1·pft)."""
     ds = grid.grid_coords("N36", window)
     rows = np.arange(window.row0, window.row1)[:, None]
@@ -33,7 +36,8 @@ def _product(window=grid.Window(100, 104, 200, 205), with_pft=True):
     return ds, window
 
 
-def _towers(lat, lon, pft, seed=0, n_time=len(TIMES)):
+def _towers(lat, lon, pft, seed=0, n_time=None):
+    n_time = len(TIMES) if n_time is None else n_time
     rng = np.random.default_rng(seed)
     n = len(lat)
     t = np.arange(n_time)
@@ -188,3 +192,18 @@ def test_aggregation_on_a_local_cluster_equals_eager(dask_client):
     lazy = carbon.aggregate_budgets(prod.chunk(time=366, y=2), area, groups)
     got = dask_client.compute(lazy).result()
     xr.testing.assert_allclose(eager, got, rtol=1e-6)
+
+
+def test_site_scores_aggregated_by_group_are_medians():
+    tw = _towers([65, 66, 72], [-150, -148, -155], [1, 6, 6], seed=3)
+    rng = np.random.default_rng(4)
+    model = xr.Dataset({v: tw[v] + rng.normal(0, 1 + i, tw[v].shape).astype(np.float32)
+                        for i, v in enumerate(("nee", "gpp", "reco"))})
+    sites = carbon.evaluate(model, tw)
+    agg = carbon.aggregate_site_scores(sites, tw)
+    ub = sites.nee.sel(metric="ubrmsd").values
+    np.testing.assert_allclose(float(agg.nee.sel(group="all", metric="ubrmsd")), np.median(ub))
+    np.testing.assert_allclose(float(agg.nee.sel(group="pft:GRS", metric="ubrmsd")),
+                               np.median(ub[1:]))
+    np.testing.assert_allclose(float(agg.gpp.sel(group="lat:70-90", metric="bias")),
+                               float(sites.gpp.sel(metric="bias")[2]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,7 +71,8 @@ def test_run_tcf_numpy_equals_dask_equals_direct_model(table):
     assert bool((np.abs(eager.nee.mean("time")) < 0.2 * eager.gpp.mean("time")).all())
 
 
-def _archive(root, n_days=len(TIMES)):
+def _archive(root, n_days=None):
+    n_days = len(TIMES) if n_days is None else n_days
     w = grid.Window(120, 123, 100, 103)
     g = grid.grid_coords("N36", w)
     times = TIMES[:n_days]
@@ -193,3 +193,22 @@ def test_towers_cli_on_real_fluxnet(tmp_path, real_data):
     assert set(df.site) == {"US-Atq", "US-Ivo"}
     # The model captures the seasonal cycle of GPP at tundra sites.
     assert (df[(df.variable == "gpp") & (df.season == "all")].r > 0.6).all()
+
+
+@pytest.mark.slow
+def test_model_and_evaluate_on_the_simulated_tiny_archive(sim_tiny, tmp_path):
+    import shutil
+
+    root = tmp_path / "tiny"
+    for part in ("static", "truth", "towers"):
+        shutil.copytree(f"{sim_tiny}/{part}", root / part)
+    rep = graph.model_root(str(root), "M36", str(BPLUT))
+    product = xr.open_zarr(rep["url"])
+    schema.check(product, schema.CARBON_PRODUCT, context="tiny carbon product")
+    # TCF and the simulator's own flux model both follow the seasons: GPP correlates.
+    assert rep["vs_truth_median_over_cells"]["gpp"]["r"] > 0.6
+    s = graph.evaluate_root(str(root), "M36")
+    assert s["pooled"]["gpp"]["n"] > 300 and s["pooled"]["gpp"]["r"] > 0.5
+    agg = graph.aggregate_root(str(root), "M36")
+    rows = {(r["group"], r["year"]): r for r in agg["rows"]}
+    assert rows[("all", 2015)]["area"] > 0 and rows[("all", 2015)]["gpp_total"] > 0

@@ -108,7 +108,7 @@ def test_hand_computed_gpp_and_arrhenius(table):
     assert g[0, 1] == pytest.approx(want, rel=1e-12)
     # The driest day rescales to 95·ln(1)/ln(101) + 5 = 5 %, on the 0–31 % ramp: f_SMRZ = 5/31.
     assert g[0, 0] == pytest.approx(want * 5.0 / 31.0, rel=1e-12)
-    # f_Tsoil is exactly 1 at the 20 °C reference temperature and exp(β0(1/66.02 − 1/46.02)) at 0 °C.
+    # f_Tsoil is exactly 1 at the 20 °C reference temperature, exp(β0(1/66.02 − 1/46.02)) at 0 °C.
     assert f20 == pytest.approx(1.0, abs=1e-12)
     assert f0 == pytest.approx(np.exp(266.053672 * (1 / 66.02 - 1 / 46.02)), rel=1e-12)
 
