@@ -132,12 +132,15 @@ def fit_edge(src_ds: xr.Dataset, dst_ds: xr.Dataset, static: xr.Dataset, src: st
     start = sensors.get(src).period.start
     drift_start = np.datetime64(start, "ns")
     fallback_train = _fit(train, "linear", "global", land, drift_start, settings)
-    scores = {}
+    scores, fitted = {}, {}
     for method, gran in itertools.product(settings.methods, settings.granularities):
         c = _fit(train, method, gran, land, drift_start, settings)
+        fitted[(method, gran)] = c
         scores[(method, gran)] = _score(test, c, fallback_train)
     mean_rms = {k: float(v.mean()) for k, v in scores.items()}
     best = min(mean_rms, key=lambda k: (np.nan_to_num(mean_rms[k], nan=np.inf)))
+    heldout = calibrate.apply_transform(test["src"], fitted[best], fallback=fallback_train) \
+        - test["ref"]
     coeffs = _fit(pairs, *best, land, drift_start, settings)
     fallback = _fit(pairs, "linear", "global", land, drift_start, settings)
     coeffs = xr.merge([coeffs, fallback[["offset", "slope", "drift", "n"]].rename(
@@ -164,6 +167,7 @@ def fit_edge(src_ds: xr.Dataset, dst_ds: xr.Dataset, static: xr.Dataset, src: st
                 "pairs": int(n_pairs.sel({dims.CHANNEL: ch})),
                 "median_bias_before_K": _f(before.sel({dims.CHANNEL: ch}).median()),
                 "median_bias_after_K": _f(after.sel({dims.CHANNEL: ch}).median()),
+                "heldout_median_bias_K": _f(heldout.sel({dims.CHANNEL: ch}).median()),
                 "rms_before_K": _f(np.sqrt((before.sel({dims.CHANNEL: ch}) ** 2).mean())),
                 "rms_after_K": _f(np.sqrt((after.sel({dims.CHANNEL: ch}) ** 2).mean())),
             }
