@@ -11,9 +11,11 @@ error real towers show:
   on frozen soil (L4C's ft0 is per PFT).  APAR = fPAR · 0.45 · SW↓ · 0.0864 with fPAR following
   the phenology.
 * RECO = RA + RH with RA = 0.45 · GPP(7-day mean) + maintenance ∝ Q10 = 2 on air temperature and
-  RH = R_ref · SOC · 2.2^((T_soil − 283.15)/10) · 4x(1 − x) (x = liquid soil moisture /
+  RH = k · SOC · 2.2^((min(T_soil, 30 °C) − 283.15)/10) · 4x(1 − x) (x = liquid soil moisture /
   porosity, optimum at half saturation) × 0.15 when frozen — a single-pool Q10 model (L4C uses
-  three pools, Arrhenius kinetics and a surface-wetness ramp).
+  three pools, Arrhenius kinetics and a surface-wetness ramp).  k puts the soil carbon in steady
+  state with the simulated climate (as a spin-up would): over the span, mean RH = 0.9 × mean
+  NPP per cell (``SOC`` adds ±25 % spatial variation), so cells are small sinks on average.
 * NEE = RECO − GPP (positive: source).
 
 Towers see the cell's fluxes with a footprint factor (±15 %), random error (0.25 + 8 %),
@@ -33,6 +35,8 @@ from pipeline.simulate import rng
 from pipeline.simulate.surface import Surface
 from pipeline.simulate.weather import T0, Weather
 
+RH_BALANCE = 0.9  # mean heterotrophic respiration / mean NPP over the span (a small sink)
+
 
 @dataclasses.dataclass(frozen=True)
 class CarbonParams:
@@ -45,7 +49,7 @@ class CarbonParams:
     t_opt: float  # K
     t_width: float  # K
     vpd_scale: float  # Pa
-    r_ref: float  # g C m-2 d-1 heterotrophic respiration at 283.15 K, half-saturated soil
+    r_ref: float  # g C m-2 d-1: floor of the RH rate constant is 0.05 × this
 
 
 CARBON: dict[int, CarbonParams] = {  # by IGBP class
@@ -96,8 +100,14 @@ def carbon_fluxes(
     gpp7 = signal.lfilter([a], [1.0, -(1 - a)], gpp, axis=0, zi=((1 - a) * gpp[0])[None, :])[0]
     ra = 0.45 * gpp7 + 0.04 * _table(surface, "fpar_max") * 2.0 ** ((w.t_air - 283.15) / 10.0)
     wet = np.clip(sm_liquid / surface.porosity, 0.0, 1.0)
-    rh = (_table(surface, "r_ref") * soc * 2.2 ** ((t_soil - 283.15) / 10.0)
-          * np.maximum(4.0 * wet * (1.0 - wet), 0.1) * np.where(frozen, 0.15, 1.0))
+    shape = (2.2 ** ((np.minimum(t_soil, 303.15) - 283.15) / 10.0)
+             * np.maximum(4.0 * wet * (1.0 - wet), 0.1) * np.where(frozen, 0.15, 1.0))
+    # soil carbon in steady state with the simulated climate (as after a spin-up): over the span,
+    # mean RH = RH_BALANCE × mean NPP, with a floor from the class reference rate
+    npp = gpp - ra
+    k = RH_BALANCE * np.maximum(npp.mean(axis=0), 0.0) / np.maximum(shape.mean(axis=0), 1e-6)
+    k = np.maximum(k, 0.05 * _table(surface, "r_ref"))
+    rh = k * soc * shape
     reco = ra + rh
     return {"gpp": gpp, "reco": reco, "nee": reco - gpp}
 

@@ -288,7 +288,8 @@ def carbon_model_json() -> str:
     return json.dumps({
         "form": "GPP = sat (1 - exp(-eps APAR / sat)) f_T(Gaussian on daily mean T) "
                 "f_VPD(exp) sqrt(f_SM) (x0.3 frozen); RECO = 0.45 GPP_7d + maintenance "
-                "Q10=2 + R_ref SOC 2.2^((Tsoil-283.15)/10) 4x(1-x) (x0.15 frozen); "
+                "Q10=2 + k SOC 2.2^((min(Tsoil,303.15)-283.15)/10) 4x(1-x) (x0.15 frozen), "
+                "k: mean RH = 0.9 mean NPP over the span (steady-state soil carbon); "
                 "NEE = RECO - GPP (see pipeline/simulate/towers.py)",
         "parameters_by_igbp": {str(k): dataclasses.asdict(v) for k, v in towers.CARBON.items()},
         "towers": {"footprint": "x U(0.85, 1.15) on GPP and RECO", "gap_filled_fraction": 0.2,
