@@ -8,7 +8,8 @@ Daily step (local solar days), vectorised over cells:
 * Precipitation: wet days where a smooth space–time moisture field exceeds a climate threshold;
   exponential amounts; snow below +0.5 °C.
 * Snow: degree-day accumulation/melt (3.5 mm K⁻¹ d⁻¹), 0.2 mm d⁻¹ sublimation; wetness from
-  the hourly air temperature and the day's melt.  Permanent snow/ice cells keep ≥ 1500 mm SWE.
+  the hourly air temperature and the day's melt.  Permanent snow/ice cells keep 1500–2500 mm
+  SWE.
 * Soil at 5 cm: enthalpy ``H`` [K-equivalent] relaxing to air temperature with a coupling damped
   by snow depth (insulation) plus a weak pull to the deep-soil temperature; the latent heat of the
   soil water (134 K per unit volumetric water content) gives a zero curtain in autumn and spring.
@@ -38,6 +39,7 @@ T0 = 273.15
 LATENT_K = 134.0  # latent heat of fusion of 1 m3 m-3 of water / soil heat capacity [K]
 DDF = 3.5  # degree-day melt factor [mm K-1 d-1]
 SUBLIMATION = 0.2  # snow loss to sublimation and wind redistribution [mm d-1]
+SWE_MAX = 2500.0  # cap on snow water equivalent (glaciers do not grow without bound) [mm]
 LAYER_MM = 60.0  # effective depth of the surface soil layer [mm]
 EPOCH = np.datetime64("1970-01-01", "D")
 
@@ -186,6 +188,7 @@ def simulate_weather(
         # sublimation and wind redistribution: 0.2 mm/day from any snowpack
         swe = np.maximum(swe - melt - np.minimum(swe - melt, SUBLIMATION),
                          np.where(perm, 1500.0, 0.0))
+        swe = np.minimum(swe, SWE_MAX)  # firn/ice flow removes the excess
         depth_m = swe / settings.forward.snow_density_kg_m3
         # soil enthalpy
         lat_cap = LATENT_K * theta
