@@ -66,7 +66,8 @@ def describe(client: distributed.Client) -> str:
     """Cluster name, dashboard link and each worker's threads and memory limit, as text."""
     info = client.scheduler_info(n_workers=-1)
     name = getattr(client.cluster, "name", None) or client.scheduler.address
-    lines = [f"cluster {name} ({type(client.cluster).__name__})",
+    kind = type(client.cluster).__name__ if client.cluster is not None else "scheduler"
+    lines = [f"cluster {name} ({kind})",
              f"dashboard: {client.dashboard_link}"]
     for addr, w in sorted(info.get("workers", {}).items()):
         mem = w.get("memory_limit") or 0
