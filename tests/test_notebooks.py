@@ -231,24 +231,3 @@ def test_summarise_counts_match_numpy():
     assert s["soil_moisture_by_pass"]["pm"]["mean"] == round(float(np.nanmean(sm[:, 1])), 4)
     png = nb.plot_summary(ds)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_connect_makes_the_gateway_client_the_default(gateway_server, monkeypatch):
-    """The notebook's premise: inside ``with connect(cfg)`` plain dask computations (as the
-    package functions make them) run on the gateway cluster's worker, not in the notebook."""
-    import dask.array as da
-    import distributed
-
-    from pipeline.config import ClusterSection
-    from pipeline.runner import cluster
-
-    monkeypatch.setenv("DASK_GATEWAY_PASSWORD", gateway_server.password)
-    cfg = ClusterSection(kind="gateway", address=gateway_server.address, auth="basic",
-                         username=gateway_server.username, n_workers=1, worker_memory="512MiB")
-    with cluster.connect(cfg) as client:
-        workers = set(client.scheduler_info(n_workers=-1)["workers"])
-        with distributed.get_task_stream(client) as stream:
-            total = int(da.arange(100, chunks=10).sum().compute())  # no scheduler= given
-    assert total == 99 * 100 // 2  # Gauss
-    ran_on = {r["worker"] for r in stream.data}
-    assert len(stream.data) >= 10 and ran_on == workers, (len(stream.data), ran_on, workers)
