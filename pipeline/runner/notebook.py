@@ -13,9 +13,9 @@ Typical use in a notebook::
         result = nb.run_with_progress(client, nb.smap_retrieval_job, root)
     ds = xr.open_zarr(publish.current_url(root, result.value))
 
-:func:`run_with_progress` makes ``client`` the dask scheduler of the job (a gateway client
-from :func:`pipeline.runner.cluster.connect` is not the process-wide default client), runs
-the job in a background thread and prints the scheduler's task counts every few seconds;
+:func:`run_with_progress` makes ``client`` the dask scheduler of the job explicitly (the job
+runs in another thread, and ``client`` need not be the process-wide default client), runs
+the job in that background thread and prints the scheduler's task counts every few seconds;
 the scheduler's task stream then tells which workers did the work.
 """
 
