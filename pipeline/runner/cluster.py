@@ -197,6 +197,9 @@ def _cluster_options(gateway: Any, cluster: Any) -> Any:
             )
         if name == "worker_memory" and isinstance(value, str):
             value = _gib(value)
+        if isinstance(value, float) and value.is_integer():
+            # Menus declare cores as Integer or Float; a whole number satisfies both as an int.
+            value = int(value)
         try:
             opts[name] = value
         except (ValueError, TypeError) as e:

@@ -13,7 +13,8 @@ degraded by realistic model errors —
   limit ``swe_detect_mm`` below which the model shows no snow.
 
 A real archive supplies the same layout from an actual reanalysis (same variable names, units,
-dims).  Variables: ``soil_temperature``, ``surface_temperature`` (time, pass, y, x) [K] and
+dims).  Unlike the rest of the simulator, the error draws are made for the whole archive window
+at once (deterministic per seed and window, but a cell's errors depend on the window).  Variables: ``soil_temperature``, ``surface_temperature`` (time, pass, y, x) [K] and
 ``snow_water_equivalent`` (time, y, x) [mm].
 """
 
@@ -47,7 +48,7 @@ class AncillaryErrors:
 
 def ancillary_url(root: str, grid_name: str) -> str:
     """``{root}/ancillary/{grid}.zarr``."""
-    return stores.join(root, "ancillary", f"{grid_name}.zarr")
+    return stores.ancillary_url(root, grid_name)
 
 
 def _rng(seed: int, name: str, grid_name: str) -> np.random.Generator:
