@@ -125,7 +125,12 @@ def test_model_archive_product_and_cli_jobs(tmp_path, table):
 
     root = str(tmp_path / "arch")
     truth, static = _archive(root, n_days=365)
-    product = graph.model_archive(truth.chunk(y=2, x=2), static, table)
+    runner = CliRunner()
+    env = {"TBCUBE_BPLUT": str(BPLUT)}
+    r = runner.invoke(cli, ["carbon", "model", "--root", root, "--grid", "N36"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "products/carbon-l4c-n36-v1/" in r.output.strip().splitlines()[-1]
+    product = xr.open_zarr(r.output.strip().splitlines()[-1])
     schema.check(product, schema.CARBON_PRODUCT, context="carbon product")
     p = product.compute()
     assert bool(p.nee.isel(y=2, x=0).isnull().all())  # PFT 0 (no vegetation) -> no flux
@@ -139,11 +144,6 @@ def test_model_archive_product_and_cli_jobs(tmp_path, table):
     cold = truth.surface_temperature.sel({"pass": "am"}) < tmin0
     assert int(cold.where(veg, False).sum()) > 100
     assert float(abs(p.gpp).where(cold & veg).max()) == 0.0
-    runner = CliRunner()
-    env = {"TBCUBE_BPLUT": str(BPLUT)}
-    r = runner.invoke(cli, ["carbon", "model", "--root", root, "--grid", "N36"], env=env)
-    assert r.exit_code == 0, r.output
-    assert "products/carbon-l4c-n36-v1/" in r.output.strip().splitlines()[-1]
     rep = json.loads((tmp_path / "arch/reports/carbon-model.json").read_text())
     assert rep["sizes"] == {"time": 365, "y": 3, "x": 3}
     r = runner.invoke(cli, ["carbon", "evaluate", "--root", root, "--grid", "N36"], env=env)
