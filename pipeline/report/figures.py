@@ -65,7 +65,7 @@ def ft_accuracy(rep: Mapping | None) -> bytes | None:
     ae = [acc("autoencoder", g) for g in groups]
     npr = [acc("npr", g) for g in groups]
     x = np.arange(len(groups))
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = plt.subplots(figsize=(7.5, 4.0))
     ax.bar(x - 0.2, npr, 0.4, label="NPR baseline", color="#90a4ae")
     ax.bar(x + 0.2, ae, 0.4, label="autoencoder", color="#1565c0")
     lo, hi = TARGETS["ft_npr_accuracy_range"]
@@ -83,7 +83,7 @@ def ft_accuracy(rep: Mapping | None) -> bytes | None:
     ax.set_ylim(0.5, 1.02)
     ax.set_ylabel("accuracy")
     ax.set_title(f"Freeze/thaw accuracy vs {src.replace('_', ' ')}")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=4)
     return _png(fig)
 
 
