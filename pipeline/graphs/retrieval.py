@@ -5,11 +5,12 @@ Example::
     tbcube sm retrieve --root /data/transect-m25   # → {root}/products/sm-smap-m25-v1/<ver>.zarr
 
 Inputs (docs/data-contract.md): ``tb/smap.zarr``, ``static/{grid}.zarr``; the effective
-temperature comes from ``truth/{grid}.zarr`` ``soil_temperature`` (L-band emission comes from
-the top centimetres of soil; ``surface_temperature`` is the fallback) — the stand-in for the
-model temperature an operational retrieval uses; it is required — frozen ground from the
+temperature comes from the ancillary store ``ancillary/{grid}.zarr`` ``soil_temperature``
+(L-band emission comes from the top centimetres of soil; ``surface_temperature`` is the
+fallback): a reanalysis in real archives, truth degraded by realistic model errors in
+simulated ones (:mod:`pipeline.simulate.ancillary`); it is required — frozen ground from the
 published ``ft-smap-{grid}-v1`` product when there is one (else from that temperature),
-snow from truth ``snow_water_equivalent`` when present.  The product is chunked spatially
+snow from the ancillary ``snow_water_equivalent`` when present.  The product is chunked spatially
 (64 days × 32 × 32 cells, both passes per task), published with
 :func:`pipeline.io.publish.publish_dataset`, and scored against truth soil moisture in
 ``{root}/reports/sm-retrieval.json`` (bias and ubRMSD by VOD bin and land cover).
@@ -61,10 +62,11 @@ def _nearest_l_band(vod: xr.DataArray) -> xr.DataArray:
 def open_inputs(root: str, storage_options=None) -> dict:
     """Open the retrieval's inputs lazily; returns a dict of Datasets/DataArrays (or None).
 
-    Keys: ``tb``, ``static``, ``grid``, ``surface_temperature`` (the effective temperature:
-    truth ``soil_temperature``, else ``surface_temperature``), ``temperature_source``,
-    ``snow_water_equivalent``, ``ft_state``, ``truth`` (the truth Dataset for the report, or
-    None).
+    Keys: ``tb``, ``static``, ``grid``, ``surface_temperature`` (the effective temperature
+    from the ancillary reanalysis store ``ancillary/{grid}.zarr``: ``soil_temperature``, else
+    ``surface_temperature``), ``temperature_source``, ``snow_water_equivalent`` (ancillary),
+    ``ft_state``, ``truth`` (simulated archives only: used for the skill report, never as an
+    input).
     """
     tb_url = stores.tb_url(root, SENSOR)
     tb = stores.open_dataset(tb_url, storage_options=storage_options)
@@ -82,15 +84,19 @@ def open_inputs(root: str, storage_options=None) -> dict:
            "truth": None}
     t_url = stores.truth_url(root, grid_name)
     if stores.exists(t_url, storage_options):
-        truth = stores.open_dataset(t_url, storage_options=storage_options)
-        out["truth"] = truth
+        out["truth"] = stores.open_dataset(t_url, storage_options=storage_options)
+    # The effective temperature and snow come from a reanalysis-like ancillary store (the
+    # simulator writes truth degraded by realistic model errors), never from truth/.
+    a_url = stores.ancillary_url(root, grid_name)
+    if stores.exists(a_url, storage_options):
+        anc = stores.open_dataset(a_url, storage_options=storage_options)
         for name in ("soil_temperature", "surface_temperature"):
-            if name in truth:
-                out["surface_temperature"] = truth[name]
-                out["temperature_source"] = f"truth {name}"
+            if name in anc:
+                out["surface_temperature"] = anc[name]
+                out["temperature_source"] = f"ancillary {name}"
                 break
-        if "snow_water_equivalent" in truth:
-            out["snow_water_equivalent"] = truth["snow_water_equivalent"]
+        if "snow_water_equivalent" in anc:
+            out["snow_water_equivalent"] = anc["snow_water_equivalent"]
     try:
         ft = publish.open_product(root, _ft_product_id(grid_name), storage_options)
         out["ft_state"] = ft[dims.FT_STATE]
@@ -196,9 +202,9 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
     grid_name = inputs["grid"]
     if inputs["surface_temperature"] is None:
         raise errors.InputDataError(
-            f"{stores.truth_url(root, grid_name)}: variable 'soil_temperature' or "
-            "'surface_temperature' needed as the retrieval's effective temperature, store or "
-            "variable missing")
+            f"{stores.ancillary_url(root, grid_name)}: no 'soil_temperature' or "
+            "'surface_temperature' (the retrieval's effective temperature); provide a "
+            "reanalysis in that layout (tbcube simulate writes one for simulated archives)")
     _log(progress, f"tb/smap {dict(inputs['tb'].sizes)}; T_eff from "
          f"{inputs['temperature_source']}; frozen ground from "
          f"{'the ft product' if inputs['ft_state'] is not None else 'surface temperature'}")

@@ -107,6 +107,11 @@ def towers_url(root: str, collection: str) -> str:
     return join(root, "towers", f"{collection}.zarr")
 
 
+def ancillary_url(root: str, grid: str) -> str:
+    """``{root}/ancillary/{grid}.zarr`` (reanalysis-like ancillary fields; docs/stores.md)."""
+    return join(root, "ancillary", f"{grid}.zarr")
+
+
 def reports_url(root: str, name: str) -> str:
     """``{root}/reports/{name}``."""
     return join(root, "reports", name)

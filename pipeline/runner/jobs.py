@@ -501,6 +501,7 @@ def npr_job(product_id: str, config: Any, storage_options: Mapping[str, Any] | N
 JOB_KINDS: dict[str, str] = {
     **{f"npr-{sensor}": "pipeline.runner.jobs:npr_job" for sensor in dims.ARCHIVE_SENSORS},
     "ft-smap": "pipeline.runner.kinds:freeze_thaw_job",
+    "sm-smap": "pipeline.runner.kinds:smap_retrieval_job",
 }
 
 

@@ -32,7 +32,7 @@ import xarray as xr
 from pipeline import dims, errors
 from pipeline.io import stores
 
-__all__ = ["FreezeThawJob", "freeze_thaw_job"]
+__all__ = ["FreezeThawJob", "SmapRetrievalJob", "freeze_thaw_job", "smap_retrieval_job"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,3 +161,112 @@ def freeze_thaw_job(product_id: str, config: Any,
         time_range = (str(config.time.start), str(config.time.end))
     return FreezeThawJob(product_id=product_id, root=config.root, time_range=time_range,
                          storage_options=storage_options)
+
+
+@dataclasses.dataclass(frozen=True)
+class SmapRetrievalJob:
+    """The ``sm-smap-{grid}-v1`` SMAP soil-moisture product as a phased job.
+
+    Every output value depends only on the same pixel's TB and ancillary fields on that day, so
+    the product is cut into parts along ``y`` (pencil chunks, ``tile``-row tiles) and each part
+    is :func:`pipeline.graphs.retrieval.build_product` applied to those rows.  Inputs: the
+    archive's ``tb/smap.zarr``, ``static/{grid}.zarr``, the ancillary temperature/snow store and
+    the freeze/thaw product when published (see :func:`pipeline.graphs.retrieval.open_inputs`).
+    """
+
+    product_id: str
+    root: str
+    time_range: tuple[str, str] | None = None
+    storage_options: Mapping[str, Any] | None = None
+    tile: int = dims.PENCIL_TILE
+    partition_dim: str = dims.Y
+
+    @property
+    def spec(self) -> Any:
+        from pipeline import schema
+
+        return schema.SM_SMAP_PRODUCT
+
+    @functools.cached_property
+    def _opened(self) -> dict:
+        from pipeline.graphs import retrieval
+
+        inputs = retrieval.open_inputs(self.root, self.storage_options)
+        grid = str(inputs["grid"])
+        if retrieval.product_id(grid) != self.product_id:
+            raise errors.ConfigError(
+                f"products: {self.product_id!r} does not match the archive's grid {grid!r} "
+                f"({self.root}); expected {retrieval.product_id(grid)!r}")
+        if inputs["surface_temperature"] is None:
+            raise errors.InputDataError(
+                f"{stores.ancillary_url(self.root, grid)}: no effective temperature "
+                "(soil_temperature or surface_temperature)")
+        timed = ("tb", "surface_temperature", "snow_water_equivalent", "ft_state")
+        if self.time_range is not None:
+            for k in timed:
+                if inputs[k] is not None:
+                    inputs[k] = inputs[k].sel({dims.TIME: slice(*self.time_range)})
+        sizes = {d: n for d, n in inputs["tb"].sizes.items() if d != dims.CHANNEL}
+        inputs["tb"] = inputs["tb"].chunk(dims.pencil(sizes, self.tile))
+        return inputs
+
+    def _build(self, region: Mapping[str, slice] | None) -> xr.Dataset:
+        from pipeline import soil_moisture
+        from pipeline.graphs import retrieval
+
+        inputs = dict(self._opened)
+        if region:
+            for k in ("tb", "static", "surface_temperature", "snow_water_equivalent", "ft_state"):
+                v = inputs.get(k)
+                if v is not None and all(d in v.dims for d in region):
+                    inputs[k] = v.isel(dict(region))
+        out = retrieval.build_product(inputs, soil_moisture.RetrievalParams())
+        # the inputs' chunks (ancillary, static) leak into the product: impose the job's layout
+        return out.chunk({d: c for d, c in self.chunks.items() if d in out.dims})
+
+    @property
+    def chunks(self) -> dict[str, int]:
+        sizes = {d: n for d, n in self._opened["tb"].sizes.items() if d != dims.CHANNEL}
+        return dims.pencil(sizes, self.tile)
+
+    def template(self) -> xr.Dataset:
+        return self._template
+
+    @functools.cached_property
+    def _template(self) -> xr.Dataset:
+        return self._build(None)
+
+    def partition(self, n: int) -> list[dict[str, slice]]:
+        from pipeline.runner.jobs import partition_regions
+
+        length = self._template.sizes[self.partition_dim]
+        return partition_regions(length, self.chunks[self.partition_dim], n, self.partition_dim)
+
+    def build_part(self, region: Mapping[str, slice]) -> xr.Dataset:
+        return self._build(region)
+
+    def inputs(self) -> Mapping[str, str]:
+        grid = str(self._opened["grid"])
+        out = {"tb": stores.tb_url(self.root, "smap"),
+               "static": stores.static_url(self.root, grid),
+               "ancillary": stores.ancillary_url(self.root, grid)}
+        return out
+
+    def models(self) -> Mapping[str, str]:
+        return {}
+
+    def settings(self) -> Mapping[str, Any]:
+        from pipeline import soil_moisture
+
+        return {"retrieval": dataclasses.asdict(soil_moisture.RetrievalParams()),
+                "time_range": list(self.time_range or [])}
+
+
+def smap_retrieval_job(product_id: str, config: Any,
+                       storage_options: Mapping[str, Any] | None) -> SmapRetrievalJob:
+    """Job kind ``sm-smap``: the SMAP soil-moisture product of ``config.root``."""
+    time_range = None
+    if getattr(config, "time", None) is not None:
+        time_range = (str(config.time.start), str(config.time.end))
+    return SmapRetrievalJob(product_id=product_id, root=config.root, time_range=time_range,
+                            storage_options=storage_options)

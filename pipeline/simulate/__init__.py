@@ -199,9 +199,18 @@ def generate(
         stores.write_dataset(writer.towers_dataset(spec, pl, tower_series, base), u,
                              storage_options=so)
         urls[f"towers/{spec.collection}"] = u
+    if spec.max_blocks is None and spec.window.shape[0] * spec.window.shape[1] <= 50_000:
+        # Reanalysis-like ancillary fields (truth + model errors) for the retrievals, which
+        # must never read truth/.  Regional archives only: the global preset is for scale tests.
+        from pipeline.simulate import ancillary
+
+        urls[f"ancillary/{spec.grid}"] = ancillary.write_ancillary(root, spec.grid, seed=seed,
+                                                                   storage_options=so)
     if check:
         for key, url in urls.items():
             kind = key.split("/")[0]
+            if kind == "ancillary":
+                continue  # a tbcube extension of the contract (docs/stores.md)
             sp = {"static": schema.STATIC, "truth": schema.TRUTH, "insitu": schema.INSITU,
                   "towers": schema.TOWERS}.get(kind) or schema.tb_spec(key.split("/")[1])
             writer.check_store(url, sp, so)

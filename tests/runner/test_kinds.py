@@ -66,3 +66,30 @@ def test_ft_job_kind_is_registered_and_checks_the_grid(ft_archive):
     assert set(job.inputs()) == {"tb", "static"}
     with pytest.raises(errors.ConfigError, match="does not match the archive's grid 'N36'"):
         jobs.make_job("ft-smap-m36-v1", cfg).template()
+
+
+@pytest.mark.slow
+def test_sm_job_in_parts_equals_the_eager_product(sm_archive, tmp_path):
+    """Job kind ``sm-smap``: the SMAP retrieval reprocessed in parts along y equals the graph's
+    eager product, and a second plan is up to date."""
+    import shutil
+
+    from pipeline import soil_moisture
+    from pipeline.graphs import retrieval
+
+    root = str(tmp_path / "sm")
+    shutil.copytree(sm_archive[0], root, ignore=shutil.ignore_patterns("products", "catalog"))
+    pid = "sm-smap-m36-v1"
+    job = kinds.SmapRetrievalJob(product_id=pid, root=root, tile=2)
+    ctx = jobs.Context(root=root, settle_s=0.0, heartbeat_s=None)
+    plan, url = jobs.reprocess(job, ctx, parts=3)
+    assert plan.action == "start"
+    eager = retrieval.build_product(retrieval.open_inputs(root),
+                                    soil_moisture.RetrievalParams()).compute()
+    got = publish.open_product(root, pid).load()
+    for name in (dims.SOIL_MOISTURE, dims.VOD):
+        xr.testing.assert_allclose(got[name], eager[name], atol=1e-5)
+    np.testing.assert_array_equal(got[dims.QUALITY_FLAG].values, eager[dims.QUALITY_FLAG].values)
+    assert np.isfinite(got[dims.SOIL_MOISTURE]).any()
+    assert jobs.plan(job, ctx, parts=3).action == "up-to-date"
+    assert jobs.JOB_KINDS["sm-smap"] == "pipeline.runner.kinds:smap_retrieval_job"
