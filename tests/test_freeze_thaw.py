@@ -253,3 +253,22 @@ def test_cli_missing_inputs_fail_with_one_line(tmp_path, capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("error: ") and "nowhere" in err[-1]
+
+
+def test_product_graph_distributed_and_written_equals_eager(dask_client, ft_model_ref, tmp_path):
+    """build_product on pencil chunks, computed by 2 spawn workers and written to Zarr."""
+    from pipeline.graphs import freeze_thaw as g
+    from pipeline.io import stores
+
+    eager = g.build_product(TB, STATIC, ft_model_ref)
+    lazy = g.build_product(TB.chunk({dims.Y: 2, dims.X: 3}), STATIC, ft_model_ref)
+    assert lazy[dims.THAW_PROBABILITY].chunks is not None
+    url = str(tmp_path / "ft.zarr")
+    with dask.config.set(scheduler=dask_client.get):
+        stores.write_dataset(lazy, url)
+    back = stores.open_dataset(url).load()
+    schema.check(back, schema.FT_PRODUCT, context=url)
+    for v in eager.data_vars:
+        got = back[v].fillna(-1) if v in (dims.FT_STATE, dims.FT_STATE_NPR) else back[v]
+        np.testing.assert_allclose(np.asarray(got, float), np.asarray(eager[v], float),
+                                   rtol=1e-5, atol=1e-6, err_msg=v)
