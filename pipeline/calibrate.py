@@ -266,7 +266,7 @@ def cdf_predict(x: np.ndarray, breakpoints: np.ndarray) -> np.ndarray:
 
 # --- grouped fits on collocated pairs -----------------------------------------------------
 def _groups(pairs: xr.Dataset, granularity: str, landcover: xr.DataArray | None) -> xr.DataArray:
-    """Integer group id per cell (y, x): 0 everywhere (global), the land-cover class, or the cell."""
+    """Integer group id per cell (y, x): 0 (global), the land-cover class, or the cell index."""
     ny, nx = pairs.sizes[dims.Y], pairs.sizes[dims.X]
     if granularity == "global":
         g = np.zeros((ny, nx), np.int64)

@@ -122,7 +122,8 @@ def fit_edge(src_ds: xr.Dataset, dst_ds: xr.Dataset, static: xr.Dataset, src: st
     window = _overlap(src_ds, dst_ds)
     channels = calibrate.match_channels(src, dst)
     if window is None:
-        raise errors.InputDataError(f"{src} and {dst} do not overlap in time; cannot fit {src}→{dst}")
+        raise errors.InputDataError(
+            f"{src} and {dst} do not overlap in time; cannot fit {src}→{dst}")
     a = src_ds.sel({dims.TIME: window})
     b = dst_ds.sel({dims.TIME: window})
     pairs = calibrate.collocate(a, b, channels, max_dt_h=settings.max_dt_h).load()
@@ -241,7 +242,8 @@ def fit(root: str, settings: FitSettings = FitSettings(), *,
     present = {s for s in sensors.archive_sensors()
                if stores.exists(stores.tb_url(root, s), storage_options)}
     if settings.reference not in present:
-        raise errors.StoreNotFound(f"{root}: reference sensor {settings.reference!r} has no tb store")
+        raise errors.StoreNotFound(
+            f"{root}: reference sensor {settings.reference!r} has no tb store")
     chains = chain_edges(settings.reference, present)
     hops = sorted({h for path in chains.values() for h in path})
     static = _open_static(root, storage_options)
@@ -338,7 +340,8 @@ def apply(root: str, settings: FitSettings = FitSettings(), *,
     """Write ``calibrated/{sensor}.zarr`` for every sensor on the chain (and the reference)."""
     coeffs = load_coefficients(root, storage_options)
     if not coeffs:
-        raise errors.StoreNotFound(f"{root}: no calibration coefficients; run `tbcube calibrate fit`")
+        raise errors.StoreNotFound(
+            f"{root}: no calibration coefficients; run `tbcube calibrate fit`")
     present = {s for s in sensors.archive_sensors()
                if stores.exists(stores.tb_url(root, s), storage_options)}
     chains = chain_edges(settings.reference, present)
@@ -454,7 +457,8 @@ def composite_recovery(root: str, chains, storage_options=None,
     observations of one scene is the injected calibration.  The fitted chains map both onto
     the reference scale; composing AMSR-E's chain with the inverse of AMSR2's gives the
     AMSR-E → AMSR2 map, which must equal ``z = (g₂/gₑ)(x − aₑ − dₑτₑ) + a₂ + d₂τ₂`` at time
-    ``when`` (default: inside AMSR-E's record, where its data exist).  Slope and offset (at 250 K) are fitted to the composite per cell over
+    ``when`` (default: inside AMSR-E's record, where its data exist).  Slope and offset (at
+    250 K) are fitted to the composite per cell over
     200–290 K; the medians over cells are compared with the injected values.
     """
     cal = injected_calibration(root, storage_options)

@@ -26,14 +26,13 @@ stations (per station, network and sensor epoch) and against the simulator truth
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from pipeline import apply, dims, errors, fuse, grid, harmonise, metrics, qc, schema, sensors
+from pipeline import apply, dims, errors, fuse, grid, harmonise, metrics, qc, schema
 from pipeline.io import publish, stores
 
 HARMONISED_SENSORS = ("tmi", "amsre", "amsr2", "gmi")
@@ -545,24 +544,3 @@ def _station_scores(root, daily: xr.DataArray, static: xr.Dataset, storage_optio
             out[net] = {"stations": per, "pooled": _score(e, r_, (dims.STATION, dims.TIME)),
                         "median_station_ubrmsd": _f(np.median(ub)) if ub else None}
     return out
-
-
-def epochs(start: str, end: str) -> dict[str, tuple[str, str]]:
-    """Sensor epochs (periods with a fixed set of operating sensors) within [start, end]."""
-    names = HARMONISED_SENSORS
-    days = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
-    keys = ["+".join(s for s in names if sensors.get(s).operating(d)) or "none" for d in days]
-    out: dict[str, tuple[str, str]] = {}
-    i = 0
-    while i < len(days):
-        j = i
-        while j + 1 < len(days) and keys[j + 1] == keys[i]:
-            j += 1
-        out[f"{keys[i]} {str(days[i])}"] = (str(days[i]), str(days[j]))
-        i = j + 1
-    return out
-
-
-def dumps(report: dict) -> str:
-    """Pretty JSON for the CLI."""
-    return json.dumps(report, indent=1, default=str)

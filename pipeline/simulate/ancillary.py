@@ -14,7 +14,8 @@ degraded by realistic model errors —
 
 A real archive supplies the same layout from an actual reanalysis (same variable names, units,
 dims).  Unlike the rest of the simulator, the error draws are made for the whole archive window
-at once (deterministic per seed and window, but a cell's errors depend on the window).  Variables: ``soil_temperature``, ``surface_temperature`` (time, pass, y, x) [K] and
+at once (deterministic per seed and window, but a cell's errors depend on the window).
+Variables: ``soil_temperature``, ``surface_temperature`` (time, pass, y, x) [K] and
 ``snow_water_equivalent`` (time, y, x) [mm].
 """
 
