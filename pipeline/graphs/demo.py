@@ -16,7 +16,7 @@ Stages run in order; each is one call into its graph module's Python API (no sub
 ==============  ============  ==========================================================
 stage           archive       done when this report exists (resume unless ``force``)
 ==============  ============  ==========================================================
-simulate        all           ``{archive}/truth/{grid}.zarr`` of every archive
+simulate        all           ``truth/`` and ``ancillary/{grid}.zarr`` of every archive
 calibrate       transect      ``reports/calibration-apply.json``
 ft              alaska        ``reports/ft-validation.json``
 sm-retrieval    transect      ``reports/sm-retrieval.json``
@@ -173,10 +173,17 @@ def _default_bplut() -> str:
 
 # --- stages ------------------------------------------------------------------------------------
 def _simulated(arch: Mapping[str, str], so) -> bool:
+    """Every archive has its truth and ancillary stores (an archive written by an older
+    simulator without ``ancillary/`` is simulated again)."""
     try:
-        return all(stores.exists(stores.truth_url(a, _grid_of(a, so)), so) for a in arch.values())
+        for a in arch.values():
+            g = _grid_of(a, so)
+            if not (stores.exists(stores.truth_url(a, g), so) and
+                    stores.exists(stores.ancillary_url(a, g), so)):
+                return False
     except errors.StoreNotFound:
         return False
+    return True
 
 
 def _stage_simulate(root, arch, s: DemoSettings, so, say) -> dict:
