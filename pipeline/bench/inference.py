@@ -68,7 +68,7 @@ def _compare(jax_fn: Callable, torch_model: Any, batches: list[np.ndarray], *, u
     t_jax, all_jax = time_median(run_jax, warmup=warmup, repeats=repeats)
     total = unit_per_batch * len(batches)
     out: dict[str, Any] = {
-        "jax": {f"{unit}_per_s": round(total / t_jax, 1), "median_s": round(t_jax, 5),
+        "jax": {f"{unit}_per_s": round(total / t_jax, 1), "median_s": round(t_jax, 7),
                 "repeats_s": all_jax},
         "torch": None, "ratio_jax_over_torch": None, "max_abs_diff": None,
         "torch_note": None,
@@ -92,7 +92,7 @@ def _compare(jax_fn: Callable, torch_model: Any, batches: list[np.ndarray], *, u
         for threads in dict.fromkeys((default_threads, 1)):
             torch.set_num_threads(threads)
             t, every = time_median(run_torch, warmup=warmup, repeats=repeats)
-            runs[threads] = {f"{unit}_per_s": round(total / t, 1), "median_s": round(t, 5),
+            runs[threads] = {f"{unit}_per_s": round(total / t, 1), "median_s": round(t, 7),
                              "repeats_s": every, "threads": threads}
         best = min(runs.values(), key=lambda r: r["median_s"])
         torch.set_num_threads(best["threads"])
