@@ -494,6 +494,14 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
             report["against_smap_heldout"][s] = _score(daily.where(unseen), tg.where(unseen),
                                                        (dims.TIME, dims.Y, dims.X))
         report["stations"][s] = _station_scores(root, daily, static, storage_options)
+    if truth is not None and "fused" in products:
+        # Discontinuities at hand-overs: the shift of the error (fused − truth), which removes
+        # the natural change across the window that the raw shift in sm-fuse.json contains.
+        fz = fuse.daily_mean_of_passes(products["fused"]).load()
+        tr = fuse.daily_mean_of_passes(truth).reindex_like(fz).load()
+        both = fz.notnull() & tr.notnull()
+        report["handovers_vs_truth"] = fuse.handover_diagnostics(
+            fz.where(both).mean((dims.Y, dims.X)), reference=tr.where(both).mean((dims.Y, dims.X)))
     if "fused" in report["against_truth_unseen"]:
         singles = {k: v["ubrmsd"] for k, v in report["against_truth_unseen"].items()
                    if k in HARMONISED_SENSORS and v["ubrmsd"] is not None}
