@@ -90,6 +90,8 @@ def open_inputs(root: str, storage_options=None) -> dict:
     a_url = stores.ancillary_url(root, grid_name)
     if stores.exists(a_url, storage_options):
         anc = stores.open_dataset(a_url, storage_options=storage_options)
+        # ``pass`` is a core dim of the kernel: one chunk (the store may split it).
+        anc = anc.chunk({d: -1 for d in (dims.PASS,) if d in anc.dims})
         for name in ("soil_temperature", "surface_temperature"):
             if name in anc:
                 out["surface_temperature"] = anc[name]
