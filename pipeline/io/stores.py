@@ -510,7 +510,13 @@ def _clean(ds: xr.Dataset) -> xr.Dataset:
 def _chunked(ds: xr.Dataset, chunks: Mapping[str, int] | None) -> xr.Dataset:
     if not chunks:
         return ds
-    return ds.chunk({d: c for d, c in chunks.items() if d in ds.dims})
+    out = ds.chunk({d: c for d, c in chunks.items() if d in ds.dims})
+    # String variables (labels, ids) stay in memory: dask arrays of Python strings make xarray
+    # load them anyway to pick a storage dtype (SerializationWarning).
+    for n, v in ds.variables.items():
+        if v.dtype.kind in "OUT" and n in out.variables and out.variables[n].chunks is not None:
+            out[n] = v.load() if hasattr(v, "load") else v
+    return out
 
 
 def _check_uniform(ds: xr.Dataset, url: str) -> None:

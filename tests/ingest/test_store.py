@@ -143,8 +143,9 @@ def test_distributed_client_gives_the_same_store(tmp_path, granules, dask_client
     dist = tmp_path / "dist"
     distributed = pytest.importorskip("distributed")
     with distributed.get_task_stream(dask_client) as ts:
+        # the session client is not the default scheduler: hand it over explicitly
         rep = graph.ingest_files([str(a), str(b), str(c)], str(dist), target="N36",
-                                 window=WINDOW)
+                                 window=WINDOW, scheduler=dask_client)
     assert rep["status_counts"] == {"ingested": 3}
     # Phase 1 ran as one task per file on the cluster's workers.
     names = [t["key"][0] if isinstance(t["key"], tuple) else t["key"] for t in ts.data]
