@@ -404,13 +404,16 @@ def model_root(root: str, grid_name: str, bplut_url: str, *, publish: bool = Tru
                             attrs={"bplut": str(bplut_url),
                                    "bplut_release": table.attrs.get("release", "")})
     pid = product_id(grid_name)
+    # TCF groups pixels by PFT, so its dask chunks are irregular; Zarr needs regular ones.
+    out_chunks = {dims.TIME: product.sizes[dims.TIME], dims.Y: 16, dims.X: 16}
     if publish:
         url = publish_io.publish_dataset(product, root, pid, spec=schema.CARBON_PRODUCT,
                                          storage_options=storage_options,
-                                         provenance={"bplut": str(bplut_url)})
+                                         provenance={"bplut": str(bplut_url)},
+                                         chunks=out_chunks)
     else:
         url = stores.join(root, "products", pid, "unpublished.zarr")
-        stores.write_dataset(product, url, storage_options=storage_options)
+        stores.write_dataset(product, url, storage_options=storage_options, chunks=out_chunks)
     done = stores.open_dataset(url, storage_options=storage_options)
     report = {"product_id": pid, "url": url, "bplut": str(bplut_url),
               "bplut_release": table.attrs.get("release", ""),
