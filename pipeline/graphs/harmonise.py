@@ -476,6 +476,8 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
     if "smap" in products:
         smap_t = harmonise.target(publish.open_product(root, product_id("smap", g),
                                                        storage_options))
+    stations = _station_daily(root, storage_options)
+    truth_daily = fuse.daily_mean_of_passes(truth).load() if truth is not None else None
     report: dict[str, Any] = {"root": root, "test_year": settings.test_year,
                               "heldout_cells": int(held.sum()),
                               "against_truth_unseen": {}, "against_smap_heldout": {},
@@ -485,20 +487,20 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
         daily = fuse.daily_mean_of_passes(sm).load()
         years = daily[dims.TIME].dt.year
         unseen = held | (years == settings.test_year)
-        if truth is not None:
-            tr = fuse.daily_mean_of_passes(truth).reindex_like(daily).load()
+        if truth_daily is not None:
+            tr = truth_daily.reindex_like(daily)
             report["against_truth_unseen"][s] = _score(daily.where(unseen), tr.where(unseen),
                                                        (dims.TIME, dims.Y, dims.X))
         if smap_t is not None and s not in ("smap", "fused"):
             tg = smap_t.reindex_like(daily).load()
             report["against_smap_heldout"][s] = _score(daily.where(unseen), tg.where(unseen),
                                                        (dims.TIME, dims.Y, dims.X))
-        report["stations"][s] = _station_scores(root, daily, static, storage_options)
+        report["stations"][s] = _station_scores(daily, static, stations)
     if truth is not None and "fused" in products:
         # Discontinuities at hand-overs: the shift of the error (fused − truth), which removes
         # the natural change across the window that the raw shift in sm-fuse.json contains.
         fz = fuse.daily_mean_of_passes(products["fused"]).load()
-        tr = fuse.daily_mean_of_passes(truth).reindex_like(fz).load()
+        tr = truth_daily.reindex_like(fz)
         both = fz.notnull() & tr.notnull()
         report["handovers_vs_truth"] = fuse.handover_diagnostics(
             fz.where(both).mean((dims.Y, dims.X)), reference=tr.where(both).mean((dims.Y, dims.X)))
@@ -514,22 +516,29 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
     return report
 
 
-def _station_scores(root, daily: xr.DataArray, static: xr.Dataset, storage_options
-                    ) -> dict[str, Any]:
-    """Per-station and per-network scores of a daily product against in-situ soil moisture."""
-    out: dict[str, Any] = {}
-    g, w = grid.window_from_attrs(static.attrs)
-    insitu_dir = stores.join(root, "insitu")
-    if not stores.exists(insitu_dir, storage_options):
-        return out
+def _station_daily(root: str, storage_options) -> dict[str, xr.Dataset]:
+    """Daily in-situ soil moisture of the archive's networks (read once per validation)."""
     from pipeline.simulate import INSITU_NETWORK  # the simulator's network name
 
+    out = {}
     for net in (INSITU_NETWORK,):
         u = stores.insitu_url(root, net)
         if not stores.exists(u, storage_options):
             continue
         st = stores.open_dataset(u, storage_options=storage_options)
-        sm = st[dims.SOIL_MOISTURE].resample({dims.TIME: "1D"}).mean().load()
+        sm = st[dims.SOIL_MOISTURE].load().resample({dims.TIME: "1D"}).mean()
+        out[net] = xr.Dataset({"sm": sm}, coords={dims.LAT: st[dims.LAT].load(),
+                                                  dims.LON: st[dims.LON].load()})
+    return out
+
+
+def _station_scores(daily: xr.DataArray, static: xr.Dataset, stations: dict[str, xr.Dataset]
+                    ) -> dict[str, Any]:
+    """Per-station and per-network scores of a daily product against in-situ soil moisture."""
+    out: dict[str, Any] = {}
+    g, w = grid.window_from_attrs(static.attrs)
+    for net, st in stations.items():
+        sm = st["sm"]
         rows, cols = grid.latlon_to_rowcol(g, st[dims.LAT].values, st[dims.LON].values)
         per = {}
         pairs_e, pairs_r = [], []
