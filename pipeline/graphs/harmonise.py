@@ -442,9 +442,16 @@ def _f(x) -> float | None:
 
 # --- validation ------------------------------------------------------------------------------
 def _score(est: xr.DataArray, ref: xr.DataArray, dim) -> dict[str, float | None]:
-    return {"n": int(metrics.n_pairs(est, ref, dim)), "r": _f(metrics.pearson_r(est, ref, dim)),
-            "bias": _f(metrics.bias(est, ref, dim)), "rmsd": _f(metrics.rmsd(est, ref, dim)),
-            "ubrmsd": _f(metrics.ubrmsd(est, ref, dim))}
+    out = {"n": int(metrics.n_pairs(est, ref, dim)), "r": _f(metrics.pearson_r(est, ref, dim)),
+           "bias": _f(metrics.bias(est, ref, dim)), "rmsd": _f(metrics.rmsd(est, ref, dim)),
+           "ubrmsd": _f(metrics.ubrmsd(est, ref, dim))}
+    if isinstance(dim, tuple) and dims.TIME in dim and dims.Y in dim:
+        # SMAP convention: temporal ubRMSD per pixel (≥ 10 pairs), median over pixels; the pooled
+        # "ubrmsd" above removes one mean only, so spatial biases count as error there.
+        n = metrics.n_pairs(est, ref, dims.TIME)
+        per = metrics.ubrmsd(est, ref, dims.TIME).where(n >= 10)
+        out["ubrmsd_per_pixel_median"] = _f(per.median())
+    return out
 
 
 def validate(root: str, settings: TrainSettings = TrainSettings(), *,
