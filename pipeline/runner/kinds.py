@@ -35,8 +35,31 @@ from pipeline.io import stores
 __all__ = ["FreezeThawJob", "SmapRetrievalJob", "freeze_thaw_job", "smap_retrieval_job"]
 
 
+class _PixelwiseJob:
+    """Shared phases of jobs whose every output pixel depends only on the same pixel's inputs:
+    the template is the whole lazy product, parts are whole ``chunks`` tiles along
+    ``partition_dim`` and each part is ``_build(region)``.  Subclasses define ``_build`` and
+    ``chunks``."""
+
+    def template(self) -> xr.Dataset:
+        return self._template
+
+    @functools.cached_property
+    def _template(self) -> xr.Dataset:
+        return self._build(None)
+
+    def partition(self, n: int) -> list[dict[str, slice]]:
+        from pipeline.runner.jobs import partition_regions
+
+        length = self._template.sizes[self.partition_dim]
+        return partition_regions(length, self.chunks[self.partition_dim], n, self.partition_dim)
+
+    def build_part(self, region: Mapping[str, slice]) -> xr.Dataset:
+        return self._build(region)
+
+
 @dataclasses.dataclass(frozen=True)
-class FreezeThawJob:
+class FreezeThawJob(_PixelwiseJob):
     """The ``ft-smap-{grid}-v1`` product of an archive root as a phased job.
 
     One instance serves one run: inputs, model reference and template are resolved once and
@@ -121,22 +144,6 @@ class FreezeThawJob:
         sizes = {d: n for d, n in tb.sizes.items() if d != dims.CHANNEL}
         return dims.pencil(sizes, self.tile)
 
-    def template(self) -> xr.Dataset:
-        return self._template
-
-    @functools.cached_property
-    def _template(self) -> xr.Dataset:
-        return self._build(None)
-
-    def partition(self, n: int) -> list[dict[str, slice]]:
-        from pipeline.runner.jobs import partition_regions
-
-        length = self._template.sizes[self.partition_dim]
-        return partition_regions(length, self.chunks[self.partition_dim], n, self.partition_dim)
-
-    def build_part(self, region: Mapping[str, slice]) -> xr.Dataset:
-        return self._build(region)
-
     def inputs(self) -> Mapping[str, str]:
         tb = stores.tb_url(self.root, "smap")
         grid = str(self._inputs()[0].attrs["grid"])
@@ -164,7 +171,7 @@ def freeze_thaw_job(product_id: str, config: Any,
 
 
 @dataclasses.dataclass(frozen=True)
-class SmapRetrievalJob:
+class SmapRetrievalJob(_PixelwiseJob):
     """The ``sm-smap-{grid}-v1`` SMAP soil-moisture product as a phased job.
 
     Every output value depends only on the same pixel's TB and ancillary fields on that day, so
@@ -228,22 +235,6 @@ class SmapRetrievalJob:
     def chunks(self) -> dict[str, int]:
         sizes = {d: n for d, n in self._opened["tb"].sizes.items() if d != dims.CHANNEL}
         return dims.pencil(sizes, self.tile)
-
-    def template(self) -> xr.Dataset:
-        return self._template
-
-    @functools.cached_property
-    def _template(self) -> xr.Dataset:
-        return self._build(None)
-
-    def partition(self, n: int) -> list[dict[str, slice]]:
-        from pipeline.runner.jobs import partition_regions
-
-        length = self._template.sizes[self.partition_dim]
-        return partition_regions(length, self.chunks[self.partition_dim], n, self.partition_dim)
-
-    def build_part(self, region: Mapping[str, slice]) -> xr.Dataset:
-        return self._build(region)
 
     def inputs(self) -> Mapping[str, str]:
         grid = str(self._opened["grid"])
