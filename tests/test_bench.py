@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.bench import inference, torch_models
+from pipeline.io import stores  # noqa: F401 — imported before CliRunner swaps sys.stderr
 
 BENCH_KEYS = {"benchmark", "metric", "shapes", "jax", "torch", "ratio_jax_over_torch",
               "max_abs_diff", "machine", "versions", "malloc_env", "warmup", "repeats"}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.graphs import demo as _demo  # noqa: F401 — imported before CliRunner swaps stderr
 from pipeline.report import html as report_html
 from pipeline.report import targets
 

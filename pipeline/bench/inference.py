@@ -101,7 +101,7 @@ def _compare(jax_fn: Callable, torch_model: Any, batches: list[np.ndarray], *, u
         torch.set_num_threads(default_threads)
     yj = run_jax()
     out["torch"] = {**best, "by_threads": {str(k): v for k, v in runs.items()}}
-    out["ratio_jax_over_torch"] = round(best["median_s"] / t_jax, 3)
+    out["ratio_jax_over_torch"] = float(f"{best['median_s'] / t_jax:.4g}")
     out["max_abs_diff"] = float(max(np.max(np.abs(a - b)) for a, b in zip(yj, yt, strict=True)))
     return out
 
