@@ -7,11 +7,13 @@ forbidden import, direct or through another module, in a throw-away package.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from importlinter.cli import lint_imports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,9 +81,16 @@ def run_import_linter(contracts: list[tuple], roots: list[str], root: Path, tmp_
         "exclude_type_checking_imports = true\n\n"
         + "\n\n".join(blocks) + "\n"
     )
-    capsys.readouterr()
-    code = lint_imports(config_filename=str(config), no_cache=True, no_logo=True)
-    return code, capsys.readouterr().out
+    # In a subprocess: import-linter's console keeps the stderr it saw on import, which in a
+    # long pytest session can be a capture stream that an earlier test already closed.
+    script = ("import sys; from importlinter.cli import lint_imports; "
+              f"sys.exit(lint_imports(config_filename={str(config)!r}, no_cache=True, "
+              "no_logo=True))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, cwd=str(root), timeout=600)
+    return res.returncode, res.stdout + res.stderr
 
 
 def tbcube_contracts() -> list[tuple]:
