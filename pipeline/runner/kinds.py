@@ -35,11 +35,20 @@ from pipeline.io import stores
 __all__ = ["FreezeThawJob", "SmapRetrievalJob", "freeze_thaw_job", "smap_retrieval_job"]
 
 
+@dataclasses.dataclass(frozen=True)
 class _PixelwiseJob:
-    """Shared phases of jobs whose every output pixel depends only on the same pixel's inputs:
-    the template is the whole lazy product, parts are whole ``chunks`` tiles along
-    ``partition_dim`` and each part is ``_build(region)``.  Subclasses define ``_build`` and
-    ``chunks``."""
+    """Shared fields and phases of jobs whose every output pixel depends only on the same
+    pixel's inputs: the template is the whole lazy product, parts are whole ``chunks`` tiles
+    along ``partition_dim`` and each part is ``_build(region)``.  Subclasses define ``_build``
+    and ``chunks``."""
+
+    product_id: str
+    root: str
+    time_range: tuple[str, str] | None = None
+    storage_options: Mapping[str, Any] | None = None
+    tile: int = dims.PENCIL_TILE
+    partition_dim: str = dims.Y
+
 
     def template(self) -> xr.Dataset:
         return self._template
@@ -72,13 +81,6 @@ class FreezeThawJob(_PixelwiseJob):
       storage_options: fsspec options for ``root``.
       tile: Pencil tile [cells] along y and x (chunking of the product; parts are whole tiles).
     """
-
-    product_id: str
-    root: str
-    time_range: tuple[str, str] | None = None
-    storage_options: Mapping[str, Any] | None = None
-    tile: int = dims.PENCIL_TILE
-    partition_dim: str = dims.Y
 
     @property
     def spec(self) -> Any:
@@ -163,11 +165,7 @@ class FreezeThawJob(_PixelwiseJob):
 def freeze_thaw_job(product_id: str, config: Any,
                     storage_options: Mapping[str, Any] | None) -> FreezeThawJob:
     """Job kind ``ft-smap``: the freeze/thaw product of ``config.root``."""
-    time_range = None
-    if getattr(config, "time", None) is not None:
-        time_range = (str(config.time.start), str(config.time.end))
-    return FreezeThawJob(product_id=product_id, root=config.root, time_range=time_range,
-                         storage_options=storage_options)
+    return _from_config(FreezeThawJob, product_id, config, storage_options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,13 +178,6 @@ class SmapRetrievalJob(_PixelwiseJob):
     archive's ``tb/smap.zarr``, ``static/{grid}.zarr``, the ancillary temperature/snow store and
     the freeze/thaw product when published (see :func:`pipeline.graphs.retrieval.open_inputs`).
     """
-
-    product_id: str
-    root: str
-    time_range: tuple[str, str] | None = None
-    storage_options: Mapping[str, Any] | None = None
-    tile: int = dims.PENCIL_TILE
-    partition_dim: str = dims.Y
 
     @property
     def spec(self) -> Any:
@@ -256,8 +247,12 @@ class SmapRetrievalJob(_PixelwiseJob):
 def smap_retrieval_job(product_id: str, config: Any,
                        storage_options: Mapping[str, Any] | None) -> SmapRetrievalJob:
     """Job kind ``sm-smap``: the SMAP soil-moisture product of ``config.root``."""
+    return _from_config(SmapRetrievalJob, product_id, config, storage_options)
+
+
+def _from_config(cls, product_id: str, config: Any, storage_options):
     time_range = None
     if getattr(config, "time", None) is not None:
         time_range = (str(config.time.start), str(config.time.end))
-    return SmapRetrievalJob(product_id=product_id, root=config.root, time_range=time_range,
-                            storage_options=storage_options)
+    return cls(product_id=product_id, root=config.root, time_range=time_range,
+               storage_options=storage_options)
