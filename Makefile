@@ -16,10 +16,12 @@ export TBCUBE_REAL_DATA ?= $(abspath ../shared/data/real)
 
 .PHONY: demo test install lint clean bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/docker/requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# The lock is the image's environment; constraining to it makes CI test exactly what ships
+	# (an unconstrained resolve picked a different dask on a fresh machine).
+	$(BIN)/python -m pip install --quiet -c deploy/docker/requirements.lock -e ".[test]"
 	# pyl4c is the L4C reference oracle (tests only); its declared GDAL dependency does not
 	# build here and is not needed by the modules the tests use, so install it without deps.
 	$(BIN)/python -m pip install --quiet --no-deps "pyl4c==0.18.1"

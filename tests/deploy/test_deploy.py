@@ -358,6 +358,8 @@ def test_lock_file_pins_the_tested_environment():
             pins[name.lower().replace("_", "-")] = ver
     for pkg in ("dask", "distributed", "xarray", "zarr", "jax", "jaxlib", "dask-gateway",
                 "numpy", "pydantic"):
-        assert pins[pkg] == version(pkg), pkg
+        assert pins[pkg] == version(pkg), (
+            f"{pkg}: requirements.lock pins {pins[pkg]}, the test venv has {version(pkg)}; "
+            "the Makefile installs with -c requirements.lock, so re-run make install")
     jax_arg = [r for i, r in _dockerfile() if i == "ARG" and r.startswith("JAX_VERSION=")]
     assert jax_arg == [f"JAX_VERSION={version('jax')}"]
