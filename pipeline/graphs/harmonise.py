@@ -367,6 +367,44 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
 
 
 # --- fusion ----------------------------------------------------------------------------------
+def fusion_stack(sources: Mapping[str, xr.DataArray], *, tile: int = dims.PENCIL_TILE
+                 ) -> xr.DataArray:
+    """Daily soil moisture of every source (sensor, time, y, x) [m3 m-3], chunked for fusion.
+
+    One chunk holds every source's whole record for ``tile`` rows (triple collocation needs the
+    whole time series per pixel), so rows are independent: the phased job ``sm-fused``
+    (:mod:`pipeline.runner.kinds_sm`) builds the product in parts along ``y`` from it.
+    """
+    return fuse.stack_sources(dict(sources)).chunk({dims.SENSOR: -1, dims.TIME: -1,
+                                                    dims.Y: tile, dims.X: -1})
+
+
+def fused_product(stack: xr.DataArray, err_var: xr.DataArray, static: xr.Dataset
+                  ) -> xr.Dataset:
+    """The fused product (data-contract.md) of a :func:`fusion_stack` (lazy).
+
+    Args:
+      stack: (sensor, time, y, x) [m3 m-3] from :func:`fusion_stack`.
+      err_var: Error variance per source (sensor, y, x) [m6 m-6]
+        (:func:`pipeline.fuse.tc_error_variance`).
+      static: The archive's static layers over the same (y, x) as ``stack``.
+    """
+    # Coverage is counted over land where soil moisture exists at all: permanent snow and ice
+    # (IGBP 15) never has any, seasonally frozen ground still counts (and lowers coverage).
+    land = (static["land_fraction"] > 0.5) & (static["landcover"] != PERMANENT_SNOW_ICE)
+    fused = fuse.fuse_sensors(stack, err_var, land.load())
+    coords = grid.grid_coords(static.attrs["grid"], grid.Window.parse(static.attrs["grid_window"]))
+    fused = fused.assign_coords({dims.LAT: coords[dims.LAT], dims.LON: coords[dims.LON]})
+    for v in fused.data_vars:
+        if dims.Y in fused[v].dims:
+            fused[v].attrs["grid_mapping"] = dims.CRS
+    fused[dims.CRS] = coords[dims.CRS]
+    fused.attrs = {"grid": static.attrs["grid"], "grid_window": static.attrs["grid_window"],
+                   "sources": ",".join(map(str, stack[dims.SENSOR].values)),
+                   "Conventions": "CF-1.10", "title": "tbcube fused daily soil moisture"}
+    return fused
+
+
 def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
              progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Fuse the harmonised sensors (+ SMAP) into ``sm-fused-{grid}-v1``."""
@@ -382,23 +420,10 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
     if len(sources) < 1:
         raise errors.StoreNotFound(f"{root}: no harmonised products; run `tbcube sm harmonise`")
     progress(f"fusing {', '.join(sources)}")
-    stack = fuse.stack_sources(sources).chunk({dims.SENSOR: -1, dims.TIME: -1,
-                                               dims.Y: dims.PENCIL_TILE, dims.X: -1})
-    fallback = _fallback_error_variance(root, storage_options)
+    stack = fusion_stack(sources)
+    fallback = fallback_error_variance(root, storage_options)
     ev = fuse.tc_error_variance(stack, fallback=fallback).load()
-    # Coverage is counted over land where soil moisture exists at all: permanent snow and ice
-    # (IGBP 15) never has any, seasonally frozen ground still counts (and lowers coverage).
-    land = (static["land_fraction"] > 0.5) & (static["landcover"] != PERMANENT_SNOW_ICE)
-    fused = fuse.fuse_sensors(stack, ev["err_var"], land.load())
-    coords = grid.grid_coords(static.attrs["grid"], grid.Window.parse(static.attrs["grid_window"]))
-    fused = fused.assign_coords({dims.LAT: coords[dims.LAT], dims.LON: coords[dims.LON]})
-    for v in fused.data_vars:
-        if dims.Y in fused[v].dims:
-            fused[v].attrs["grid_mapping"] = dims.CRS
-    fused[dims.CRS] = coords[dims.CRS]
-    fused.attrs = {"grid": static.attrs["grid"], "grid_window": static.attrs["grid_window"],
-                   "sources": ",".join(sources), "Conventions": "CF-1.10",
-                   "title": "tbcube fused daily soil moisture"}
+    fused = fused_product(stack, ev["err_var"], static)
     url = publish.publish_dataset(fused.chunk({dims.TIME: 366}), root, product_id("fused", g),
                                   spec=schema.SM_FUSED, storage_options=storage_options)
     out = publish.open_product(root, product_id("fused", g), storage_options)
@@ -422,7 +447,7 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
     return report
 
 
-def _fallback_error_variance(root, storage_options) -> dict[str, float]:
+def fallback_error_variance(root: str, storage_options=None) -> dict[str, float]:
     """ubRMSD² of each harmonised sensor against the SMAP target on held-out data."""
     url = stores.reports_url(root, "sm-validation.json")
     if not stores.exists(url, storage_options):

@@ -502,6 +502,9 @@ JOB_KINDS: dict[str, str] = {
     **{f"npr-{sensor}": "pipeline.runner.jobs:npr_job" for sensor in dims.ARCHIVE_SENSORS},
     "ft-smap": "pipeline.runner.kinds:freeze_thaw_job",
     "sm-smap": "pipeline.runner.kinds:smap_retrieval_job",
+    **{f"sm-{sensor}": "pipeline.runner.kinds_sm:harmonised_job"
+       for sensor in ("tmi", "amsre", "amsr2", "gmi")},
+    "sm-fused": "pipeline.runner.kinds_sm:fused_job",
 }
 
 
