@@ -25,9 +25,11 @@ _WARMUP = click.option("--warmup", type=click.IntRange(0, 100), default=2, show_
 
 
 @click.group("bench")
-def bench() -> None:
-    """Inference throughput on CPU: JAX vs PyTorch (ft, lstm), SMAP retrieval kernel."""
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """Inference throughput on CPU: JAX vs PyTorch (ft, lstm), SMAP retrieval kernel; GPU check."""
+    if ctx.invoked_subcommand != "gpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
 def _write(out: str, name: str, doc: dict) -> str:
@@ -117,3 +119,23 @@ def all_cmd(out, warmup, repeats) -> None:
             _sm(out, 16384, repeats)]
     for u in urls:
         click.echo(u)
+
+
+@bench.command("gpu")
+@_OUT
+@click.option("--root", required=True, metavar="DIR",
+              help="Archive root (the tiny preset is simulated there when absent).")
+@click.option("--ft-epochs", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--lstm-pixels", type=click.IntRange(1), default=16384, show_default=True)
+@click.option("--kernel-pixels", type=click.IntRange(1), default=16384, show_default=True)
+def gpu_cmd(out, root, ft_epochs, lstm_pixels, kernel_pixels) -> None:
+    """Freeze/thaw product and LSTM Dask map on a GPU worker vs a CPU worker (needs JAX CUDA).
+
+    Leave JAX_PLATFORMS unset (or 'cuda,cpu'); without a GPU only the CPU half runs.
+    """
+    from pipeline.bench import gpu
+
+    doc = gpu.run(root, out, gpu.GpuBenchSettings(ft_epochs=ft_epochs, lstm_pixels=lstm_pixels,
+                                                  kernel_pixels=kernel_pixels),
+                  log=echo_progress)
+    click.echo(_write(out, "gpu", doc))

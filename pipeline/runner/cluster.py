@@ -133,6 +133,9 @@ def _local(cluster: Any) -> Iterator[distributed.Client]:
             processes=True,
             dashboard_address="127.0.0.1:0",
             host="127.0.0.1",
+            # A local GPU machine: every worker is a GPU worker (run one per GPU), so model
+            # tasks annotated resources={"GPU": 1} (pipeline.runner.placement) can run.
+            resources={"GPU": 1} if env["JAX_PLATFORMS"].startswith("cuda") else None,
         )
     try:
         with distributed.Client(lc) as client:
