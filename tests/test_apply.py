@@ -109,15 +109,3 @@ def test_gpu_placement_only_when_workers_advertise_gpus(dask_client, ft_model_re
     graph = lazy.data.__dask_graph__()
     notes = [getattr(layer, "annotations", None) or {} for layer in graph.layers.values()]
     assert any(n.get("resources") == {"GPU": 1} for n in notes)
-
-
-def test_bench_torch_twin_reproduces_the_jax_model():
-    """The benchmark's PyTorch model (same weights, Flax SAME padding) gives the same P(thaw)."""
-    pytest.importorskip("torch")
-    from pipeline.graphs import freeze_thaw as g
-
-    r = g.bench_inference(n_pixels=16, n_days=42, batch=8, repeats=1)
-    assert r["n_days"] == 44 and r["torch"] is not None
-    assert r["max_abs_diff_p_thaw"] < 1e-5
-    assert r["ratio_jax_over_torch"] == pytest.approx(
-        r["jax"]["pixel_days_per_s"] / r["torch"]["pixel_days_per_s"])

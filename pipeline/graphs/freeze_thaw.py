@@ -14,7 +14,6 @@ validation) and ``insitu/{network}.zarr`` station soil temperature (validation).
 from __future__ import annotations
 
 import dataclasses
-import time as _time
 from collections.abc import Callable
 
 import numpy as np
@@ -23,7 +22,7 @@ import xarray as xr
 from pipeline import apply, dims, errors, freeze_thaw, schema, training_data
 from pipeline.io import publish, stores
 
-__all__ = ["MODEL_NAME", "RunOptions", "TrainOptions", "bench_inference", "build_product",
+__all__ = ["MODEL_NAME", "RunOptions", "TrainOptions", "build_product",
            "product_id", "run", "station_truth", "train", "train_model",
            "validate", "validate_product"]
 
@@ -424,18 +423,3 @@ def validate(root: str, *, network: str = NETWORK, years: tuple[int, ...] | None
         _log(progress, f"figure {url}")
     return stores.write_json(stores.reports_url(root, "ft-validation.json"), report,
                              storage_options)
-
-
-# --- benchmark -----------------------------------------------------------------------------
-def bench_inference(n_pixels: int = 2048, n_days: int = 368, batch: int = 256, repeats: int = 3,
-                    seed: int = 0, torch_compare: bool = True) -> dict:
-    """AE inference throughput (pixel-days/s) on CPU, JAX vs an equivalent PyTorch model.
-
-    The PyTorch model has the same layers and the same weights (copied), run in eval mode with
-    ``torch.inference_mode`` on the same batches; it is skipped (``torch: null``) when torch is
-    not installed.  Outputs are also compared (max abs difference of P(thaw)).
-    """
-    from pipeline.graphs import ft_bench
-
-    return ft_bench.run(n_pixels=n_pixels, n_days=n_days, batch=batch, repeats=repeats,
-                         seed=seed, torch_compare=torch_compare, timer=_time.perf_counter)
