@@ -70,6 +70,9 @@ DEFAULT_LANDCOVER_PARAMS: tuple[tuple[int, float, float, float], ...] = (
 class RetrievalParams:
     """Settings of the SMAP retrieval and its QC (all documented in docs/soil-moisture.md).
 
+    The kernel fields repeat ``models.retrieval.RetrievalConfig``'s (this layer may not import
+    ``models``); :meth:`kernel_settings` hands them over, and a test keeps the defaults equal.
+
     Attributes:
       dielectric: Dielectric model the retrieval assumes (``"mironov"`` or ``"dobson"``).
       core_pol: Core channel polarisation (``"V"`` or ``"H"``).

@@ -228,3 +228,23 @@ def test_simulator_archive_meets_the_ubrmsd_target(sim_tiny):
     # Harder bins are reported with their (worse) numbers.
     assert rep["by_vod"]["0.5-0.8"]["n"] > 0
     assert rep["by_vod"]["0.5-0.8"]["ubrmsd_per_pixel_median"] > target["ubrmsd_per_pixel_median"]
+
+
+def test_pipeline_retrieval_defaults_are_the_kernel_defaults():
+    """``RetrievalParams`` (pipeline side, no models import by layering) repeats the kernel's
+    settings; its defaults must be the kernel's own, and its settings tuple a valid config."""
+    import dataclasses
+
+    from models import retrieval
+    from pipeline import soil_moisture
+
+    params = soil_moisture.RetrievalParams()
+    handed = dict(params.kernel_settings(incidence_deg=40.0))
+    cfg = retrieval.RetrievalConfig(**handed)          # every key is a kernel field
+    kernel_defaults = {f.name: f.default for f in dataclasses.fields(retrieval.RetrievalConfig)}
+    for name, value in handed.items():
+        if name == "max_water_fraction":               # named water_mask_fraction on this side
+            assert value == params.water_mask_fraction == kernel_defaults[name]
+        else:
+            assert value == kernel_defaults[name], name
+    assert cfg.incidence_deg == 40.0 and cfg.freq_ghz == soil_moisture.SMAP_FREQ_GHZ
