@@ -249,11 +249,21 @@ def _array_kernel(kernel: str, config) -> Callable:
         return _array_kernel_unlocked(kernel, config)
 
 
-def _run_array_block(*arrays: np.ndarray, kernel: str, config, batch: int, n_out: int):
-    """Run ``kernel`` on blocks shaped (..., core): flatten, pad to ``batch``, crop, reshape."""
+def _run_array_block(*arrays: np.ndarray, kernel: str, config, batch: int, n_out: int,
+                     skip_empty: tuple[int, tuple[float, ...]] | None = None):
+    """Run ``kernel`` on blocks shaped (..., core): flatten, pad to ``batch``, crop, reshape.
+
+    ``skip_empty = (i, fills)``: rows whose input ``i`` is non-finite over the whole core dim
+    are not computed; their outputs are ``fills`` (what the kernel returns for such rows).
+    """
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
     lead, core = shape[:-1], shape[-1]
     flat = [np.broadcast_to(np.asarray(a, np.float32), shape).reshape(-1, core) for a in arrays]
+    n_all = flat[0].shape[0]
+    rows = None
+    if skip_empty is not None:
+        rows = np.flatnonzero(np.isfinite(flat[skip_empty[0]]).any(axis=1))
+        flat = [a[rows] for a in flat]
     n = flat[0].shape[0]
     outs = [np.full((n, core), np.nan, np.float32) for _ in range(n_out)]
     if n:
@@ -269,6 +279,11 @@ def _run_array_block(*arrays: np.ndarray, kernel: str, config, batch: int, n_out
                 res = [np.asarray(r) for r in fn(*padded)]
             for o, r in zip(outs, res, strict=True):
                 o[start:stop] = r[: stop - start]
+    if rows is not None:
+        full = [np.full((n_all, core), fill, np.float32) for fill in skip_empty[1]]
+        for f, o in zip(full, outs, strict=True):
+            f[rows] = o
+        outs = full
     return tuple(o.reshape(*lead, core) for o in outs)
 
 
@@ -280,6 +295,7 @@ def apply_array_kernel(
     n_outputs: int,
     config,
     batch: int = 4096,
+    skip_empty: tuple[int, tuple[float, ...]] | None = None,
 ) -> tuple[xr.DataArray, ...]:
     """Apply a batched JAX array kernel elementwise over pixels (lazy on dask input).
 
@@ -296,6 +312,10 @@ def apply_array_kernel(
       n_outputs: Number of arrays the kernel returns.
       config: Static, hashable kernel settings.
       batch: Rows per kernel call.
+      skip_empty: ``(i, fills)``: rows (pixel × non-core index) whose input ``i`` has no finite
+        value along ``core_dim`` are not computed and get the outputs ``fills`` (one per output:
+        what the kernel itself returns for such a row).  Sparse inputs (swath gaps, days
+        outside a sensor's period) then cost nothing.
 
     Returns:
       ``n_outputs`` float32 DataArrays with the broadcast dims (``core_dim`` last).
@@ -308,7 +328,8 @@ def apply_array_kernel(
         output_core_dims=[[core_dim]] * n_outputs,
         dask="parallelized",
         output_dtypes=[np.float32] * n_outputs,
-        kwargs={"kernel": kernel, "config": config, "batch": batch, "n_out": n_outputs},
+        kwargs={"kernel": kernel, "config": config, "batch": batch, "n_out": n_outputs,
+                "skip_empty": skip_empty},
     )
     return out if isinstance(out, tuple) else (out,)
 

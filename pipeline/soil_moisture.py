@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 KERNEL = "models.retrieval:retrieve_with_settings"
+# Outputs (sm, vod, converged, rms) of KERNEL for a row whose TB is missing in every pass.
+KERNEL_EMPTY_ROW = (float("nan"), float("nan"), 0.0, float("nan"))
 SMAP_FREQ_GHZ = 1.41
 
 # IGBP class → (h roughness, ω single-scattering albedo, VOD prior).  Approximate values in the
@@ -329,7 +331,10 @@ def retrieve_smap(
     sm, vod, converged, _ = apply_kernel(
         KERNEL, inputs, core_dim=dims.PASS, n_outputs=4,
         config=params.kernel_settings(incidence_deg=incidence),
-        batch=params.batch)
+        batch=params.batch,
+        # Rows with no TB in either pass (masked, swath gaps, outside the mission) are not
+        # computed: the kernel returns (NaN, NaN, 0, NaN) for them (tested).
+        skip_empty=(0, KERNEL_EMPTY_ROW))
     order = (dims.TIME, dims.PASS, dims.Y, dims.X)
     sm, vod, converged = (a.transpose(*order) for a in (sm, vod, converged))
 

@@ -248,3 +248,30 @@ def test_pipeline_retrieval_defaults_are_the_kernel_defaults():
         else:
             assert value == kernel_defaults[name], name
     assert cfg.incidence_deg == 40.0 and cfg.freq_ghz == soil_moisture.SMAP_FREQ_GHZ
+
+
+def test_skipping_rows_without_tb_changes_nothing():
+    """Rows with no TB in either pass are not computed (``skip_empty``): the kernel's own output
+    for such rows is ``KERNEL_EMPTY_ROW``, and skipping them gives identical products."""
+    from pipeline import apply, soil_moisture
+
+    rng = np.random.default_rng(7)
+    n = 40
+    tb_v = rng.uniform(200, 280, (n, 2)).astype(np.float32)
+    tb_h = tb_v - rng.uniform(5, 40, (n, 2)).astype(np.float32)
+    tb_v[:10] = np.nan                       # both passes missing: skipped
+    tb_v[10:15, 0] = np.nan                  # one pass missing: still computed
+    tb_h[:10] = np.nan
+    t = rng.uniform(275, 300, (n, 2)).astype(np.float32)
+    stat = [np.full(n, v, np.float32) for v in (0.02, 0.2, 0.4, 1.3, 0.1, 0.05, 0.3)]
+    arrays = [xr.DataArray(a, dims=("row", dims.PASS)) for a in (tb_v, tb_h, t)] + \
+        [xr.DataArray(a, dims=("row",)) for a in stat]
+    settings = soil_moisture.RetrievalParams().kernel_settings(incidence_deg=40.0)
+    kw = dict(core_dim=dims.PASS, n_outputs=4, config=settings, batch=16)
+    full = apply.apply_array_kernel(soil_moisture.KERNEL, arrays, **kw)
+    skip = apply.apply_array_kernel(soil_moisture.KERNEL, arrays, **kw,
+                                    skip_empty=(0, soil_moisture.KERNEL_EMPTY_ROW))
+    for a, b, fill in zip(full, skip, soil_moisture.KERNEL_EMPTY_ROW, strict=True):
+        np.testing.assert_array_equal(a.values, b.values)        # NaNs compare equal here
+        np.testing.assert_array_equal(a.values[:10], np.full((10, 2), fill, np.float32))
+    assert np.isfinite(full[0].values[10:15, 1]).all()           # the half-missing rows ran

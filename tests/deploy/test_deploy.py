@@ -158,7 +158,8 @@ def test_every_cronjob_forbids_concurrency_and_runs_a_valid_reprocess_command():
         assert pod["securityContext"]["runAsNonRoot"] is True
 
 
-@pytest.mark.parametrize("config", ["reprocess-npr-demo.yaml", "reprocess-ft.yaml"])
+@pytest.mark.parametrize("config", ["reprocess-npr-demo.yaml", "reprocess-ft.yaml",
+                                    "reprocess-sm.yaml"])
 def test_scheduled_products_have_job_kinds(config):
     from pipeline.config import ReprocessJob, load_config
     from pipeline.runner import jobs
