@@ -60,6 +60,10 @@ class AutoencoderConfig:
       l2: L2 weight on every convolution kernel.
       bn_momentum: BatchNorm running-average momentum (Keras default 0.99).
       bn_epsilon: BatchNorm epsilon (Keras default 1e-3).
+      thaw_thresholds: Decision thresholds on P(thaw) [1], one per land-cover group (the
+        caller's group order), chosen after training on the training years; ``()`` means the
+        paper's 0.5 everywhere.  Not used by the network: carried so that the checkpoint
+        (and its sha256) identifies the whole retrieval, decision rule included.
     """
 
     channels: int = 3
@@ -70,6 +74,7 @@ class AutoencoderConfig:
     l2: float = 1e-3
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
+    thaw_thresholds: tuple[float, ...] = ()
 
     @property
     def in_channels(self) -> int:

@@ -30,7 +30,9 @@ __all__ = [
     "LANDCOVER_GROUPS",
     "WATER_BINS",
     "ReferenceWindows",
+    "THRESHOLD_CANDIDATES",
     "assemble_product",
+    "choose_thresholds",
     "compute_npr",
     "conditioning_channels",
     "ft_features",
@@ -42,6 +44,7 @@ __all__ = [
     "observed_mask",
     "polarization_pair",
     "retrieve_npr",
+    "thresholds_by_cell",
     "water_bin",
 ]
 
@@ -272,10 +275,81 @@ def _single_chunk(da: xr.DataArray, dim: str) -> xr.DataArray:
     return da.chunk({dim: -1}) if da.chunks is not None else da
 
 
-def ft_state_from_probability(p_thaw: xr.DataArray, observed: xr.DataArray) -> xr.DataArray:
-    """State from P(thaw): 1 thawed if P(thaw) ≥ 0.5 (e ≥ ln 2), 0 frozen, −1 unobserved (int8)."""
-    state = xr.where(observed & p_thaw.notnull(), xr.where(p_thaw >= 0.5, 1, 0), -1)
+def ft_state_from_probability(
+    p_thaw: xr.DataArray, observed: xr.DataArray, threshold: float | xr.DataArray = 0.5
+) -> xr.DataArray:
+    """State from P(thaw): 1 thawed if P(thaw) ≥ threshold, 0 frozen, −1 unobserved (int8).
+
+    Args:
+      p_thaw: P(thaw) [1] (time, pass, y, x).
+      observed: Observed days (same dims), bool.
+      threshold: The paper's 0.5 (e ≥ ln 2), or per-cell thresholds [1] (y, x) from
+        :func:`thresholds_by_cell`.
+    """
+    state = xr.where(observed & p_thaw.notnull(), xr.where(p_thaw >= threshold, 1, 0), -1)
     return state.astype(np.int8).rename(dims.FT_STATE)
+
+
+# Candidate decision thresholds on P(thaw) for :func:`choose_thresholds`.
+THRESHOLD_CANDIDATES = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+def choose_thresholds(
+    p_thaw: np.ndarray,
+    thawed: np.ndarray,
+    group: np.ndarray,
+    n_groups: int,
+    *,
+    candidates: tuple[float, ...] = THRESHOLD_CANDIDATES,
+    min_pairs: int = 365,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group decision threshold on P(thaw) maximising accuracy against a reference state.
+
+    Meant for the training years only (never the scoring years): the reference is a gridded
+    top-soil temperature state (science.md §1.9) on every observed day, shoulder seasons
+    included, which the peak-season training segments never show the network.  Pure NumPy
+    (small arrays; the job computes them).  Ties go to the candidate nearest 0.5.
+
+    Args:
+      p_thaw: P(thaw) [1] of the pairs [n] (any shape, flattened with the others).
+      thawed: Reference state [n]: 1 thawed, 0 frozen, < 0 or NaN = no reference (skipped).
+      group: Group index of each pair [n], 0 … n_groups − 1.
+      n_groups: Number of groups.
+      candidates: Thresholds tried.
+      min_pairs: Groups with fewer valid pairs get the threshold chosen on all groups pooled.
+
+    Returns:
+      (thresholds [n_groups], valid pairs per group [n_groups]).
+    """
+    p = np.asarray(p_thaw, np.float64).ravel()
+    r = np.asarray(thawed, np.float64).ravel()
+    g = np.asarray(group).ravel().astype(np.int64)
+    ok = np.isfinite(p) & np.isfinite(r) & (r >= 0) & (g >= 0) & (g < n_groups)
+    p, r, g = p[ok], r[ok] > 0.5, g[ok]
+    cand = np.asarray(candidates, np.float64)
+    nearest = np.argsort(np.abs(cand - 0.5), kind="stable")
+
+    def best(sel: np.ndarray) -> float:
+        pred = p[sel][:, None] >= cand[None, :]
+        correct = (pred == r[sel][:, None]).sum(axis=0)
+        top = correct.max()
+        return float(next(cand[i] for i in nearest if correct[i] == top))
+
+    counts = np.bincount(g, minlength=n_groups)
+    pooled = best(np.ones(len(p), bool)) if len(p) else 0.5
+    out = np.array([best(g == k) if counts[k] >= min_pairs else pooled
+                    for k in range(n_groups)], np.float32)
+    return out, counts
+
+
+def thresholds_by_cell(landcover: xr.DataArray, thresholds) -> xr.DataArray:
+    """Per-cell P(thaw) threshold [1] (y, x) from one threshold per :data:`LANDCOVER_GROUPS`."""
+    lut = np.asarray(thresholds, np.float32)
+    if lut.shape != (len(LANDCOVER_GROUPS),):
+        raise ValueError(f"thaw thresholds: need {len(LANDCOVER_GROUPS)} (one per land-cover "
+                         f"group), got {lut.shape}")
+    return xr.apply_ufunc(lambda a: lut[a.astype(np.int64)], landcover_group(landcover),
+                          dask="parallelized", output_dtypes=[np.float32]).rename("thaw_threshold")
 
 
 def ft_quality_flags(
@@ -307,18 +381,20 @@ def assemble_product(
     observed: xr.DataArray,
     static: xr.Dataset | None,
     refs: xr.Dataset | None,
+    threshold: float | xr.DataArray = 0.5,
 ) -> xr.Dataset:
     """The freeze/thaw product of docs/data-contract.md (time, pass, y, x).
 
     ``thaw_probability`` is NaN on days without an observation (the network saw gap-filled
-    input there); ``ft_state`` is −1 on those days.
+    input there); ``ft_state`` is −1 on those days.  ``threshold`` is the decision threshold
+    on P(thaw) (scalar or per cell (y, x), see :func:`ft_state_from_probability`).
     """
     order = (dims.TIME, dims.PASS, dims.Y, dims.X)
     p = p_thaw.transpose(*order).where(observed.transpose(*order)).astype(np.float32)
     p = p.rename(dims.THAW_PROBABILITY).assign_attrs(
         units="1", long_name="probability that the landscape is thawed (autoencoder)",
         grid_mapping=dims.CRS)
-    state = ft_state_from_probability(p, observed.transpose(*order)).assign_attrs(
+    state = ft_state_from_probability(p, observed.transpose(*order), threshold).assign_attrs(
         units="1", long_name="freeze/thaw state, autoencoder", grid_mapping=dims.CRS,
         flag_values=np.array([-1, 0, 1], np.int8), flag_meanings="missing frozen thawed")
     npr_state = baseline[dims.FT_STATE_NPR].transpose(*order).assign_attrs(grid_mapping=dims.CRS)

@@ -26,7 +26,7 @@ import xarray as xr
 from pipeline import dims, freeze_thaw
 
 __all__ = ["SegmentRules", "Segments", "build_segments", "iterate_batches", "label_days",
-           "runs_to_segments", "split_segments"]
+           "oversample_strata", "runs_to_segments", "split_segments"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +206,39 @@ def build_segments(
 def _subsample(lists, n, seed):
     keep = np.sort(np.random.default_rng(seed).choice(len(lists[0]), size=n, replace=False))
     return tuple([lst[i] for i in keep] for lst in lists)
+
+
+def oversample_strata(seg: Segments, *, min_share: float = 0.05, max_repeat: int = 10,
+                      seed: int = 0) -> Segments:
+    """Repeat the segments of rare (land-cover group, label) strata (training split only).
+
+    The archive's group mix is the landscape's, so a group with a few cells (e.g. one barren
+    cell among 400) contributes ~0.3 % of the segments and its conditioning channel is barely
+    trained.  Each stratum with fewer than ``min_share · len(seg)`` segments is drawn up to that
+    many (all originals once, then a seeded sample with replacement), but never beyond
+    ``max_repeat`` times its own size, which bounds over-fitting to a handful of series.
+
+    Args:
+      seg: Training segments.
+      min_share: Target minimum share of each stratum [1].
+      max_repeat: Cap on the growth factor of a stratum.
+      seed: Seed of the extra draws.
+
+    Returns:
+      Segments with the originals (in order) followed by the repeats.
+    """
+    rng = np.random.default_rng(seed)
+    target = int(np.ceil(min_share * len(seg)))
+    extra = []
+    for g in np.unique(seg.group):
+        for lab in (0, 1):
+            idx = np.flatnonzero((seg.group == g) & (seg.label == lab))
+            want = min(target, max_repeat * len(idx)) - len(idx)
+            if len(idx) and want > 0:
+                extra.append(rng.choice(idx, size=want, replace=True))
+    if not extra:
+        return seg
+    return seg.take(np.concatenate([np.arange(len(seg))] + extra))
 
 
 def split_segments(seg: Segments, val_fraction: float = 0.2, seed: int = 1):

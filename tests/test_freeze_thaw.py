@@ -226,9 +226,21 @@ def test_end_to_end_on_sim_tiny(sim_tiny, tmp_path):
     assert report["best"]["val_accuracy"] > 0.85
     assert report["parameters"]["trainable"] == 44611 + 8 * 9 * 64
     assert g.current_model(root) == ref
+    cal = report["calibration"]  # thresholds chosen on the training years (all years here)
+    assert set(cal["thresholds"]) == set(freeze_thaw.LANDCOVER_GROUPS)
+    assert all(0.0 < v < 1.0 for v in cal["thresholds"].values())
+    assert sum(cal["pairs"].values()) > 1000
     url = g.run(root)
     ds = publish.open_product(root, "ft-smap-m36-v1")
     schema.check(ds, schema.FT_PRODUCT, context=url)
+    from pipeline.io import stores
+
+    static = stores.open_dataset(stores.static_url(root, ds.attrs["grid"]))
+    cell = freeze_thaw.thresholds_by_cell(
+        static["landcover"], [cal["thresholds"][n] for n in freeze_thaw.LANDCOVER_GROUPS])
+    p = ds[dims.THAW_PROBABILITY]
+    expect = xr.where(p.notnull(), (p >= cell).astype(int), -1).transpose(*p.dims)
+    np.testing.assert_array_equal(ds[dims.FT_STATE].fillna(-1).values, expect.values)
     assert json.loads(ds.attrs["tbcube_model_sha256"]) == {"ft_autoencoder": ref.sha256}
     out = g.validate(root)
     rep = json.loads(open(out).read())
@@ -272,3 +284,106 @@ def test_product_graph_distributed_and_written_equals_eager(dask_client, ft_mode
         got = back[v].fillna(-1) if v in (dims.FT_STATE, dims.FT_STATE_NPR) else back[v]
         np.testing.assert_allclose(np.asarray(got, float), np.asarray(eager[v], float),
                                    rtol=1e-5, atol=1e-6, err_msg=v)
+
+
+# --- decision thresholds and balanced segments ---------------------------------------------
+def _brute_best(p, thawed, candidates):
+    """Independent reference: accuracy of every candidate by a plain loop, ties nearest 0.5."""
+    acc = [np.mean((p >= c) == thawed) for c in candidates]
+    top = max(acc)
+    return min((abs(c - 0.5), c) for c, a in zip(candidates, acc, strict=True) if a == top)[1]
+
+
+def test_choose_thresholds_known_optimum_and_pooled_fallback():
+    rng = np.random.default_rng(0)
+    n = 2000
+    # Group 0: frozen P in [0, 0.3), thawed in [0.42, 1): every T in {0.3, 0.35, 0.4} is
+    # perfect; the tie goes to the one nearest 0.5 → 0.4.
+    p0 = np.concatenate([rng.uniform(0, 0.3, n), rng.uniform(0.42, 1, n)])
+    # Group 1: frozen in [0, 0.7), thawed in [0.82, 1): perfect for T in {0.7, 0.75, 0.8} → 0.7.
+    p1 = np.concatenate([rng.uniform(0, 0.7, n), rng.uniform(0.82, 1, n)])
+    lab = np.concatenate([np.zeros(n), np.ones(n)])
+    # Group 2: 10 pairs (< min_pairs) → the threshold chosen on all groups pooled.
+    p2, lab2 = rng.uniform(0, 1, 10), rng.integers(0, 2, 10).astype(float)
+    p = np.concatenate([p0, p1, p2, [0.9, 0.1]])
+    thawed = np.concatenate([lab, lab, lab2, [np.nan, -1]])  # last two: no reference
+    group = np.concatenate([np.zeros(2 * n), np.ones(2 * n), np.full(10, 2), [0, 1]])
+    th, counts = freeze_thaw.choose_thresholds(p, thawed, group, 4, min_pairs=100)
+    np.testing.assert_array_equal(counts, [2 * n, 2 * n, 10, 0])
+    assert th[0] == pytest.approx(0.4) and th[1] == pytest.approx(0.7)
+    cand = freeze_thaw.THRESHOLD_CANDIDATES
+    pooled = _brute_best(np.concatenate([p0, p1, p2]), np.concatenate([lab, lab, lab2]), cand)
+    assert th[2] == pytest.approx(pooled) and th[3] == pytest.approx(pooled)
+    for k, (pk, lk) in enumerate(((p0, lab), (p1, lab))):
+        assert th[k] == pytest.approx(_brute_best(pk, lk, cand))
+
+
+def test_state_with_per_cell_thresholds():
+    lc = xr.DataArray(np.array([[1, 16], [7, 0]], np.int16), dims=(dims.Y, dims.X))
+    names = list(freeze_thaw.LANDCOVER_GROUPS)
+    th = np.full(len(names), 0.5)
+    th[names.index("urban_barren")] = 0.9
+    th[names.index("shrubland")] = 0.3
+    cell = freeze_thaw.thresholds_by_cell(lc, th)
+    np.testing.assert_allclose(cell.values, [[0.5, 0.9], [0.3, 0.5]])
+    p = xr.DataArray(np.full((3, 2, 2), 0.6, np.float32), dims=(dims.TIME, dims.Y, dims.X))
+    p[1] = 0.95
+    p[2] = 0.2
+    obs = xr.ones_like(p, dtype=bool)
+    obs[2, 0, 0] = False
+    got = freeze_thaw.ft_state_from_probability(p, obs, cell).values
+    # 0.6 ≥ 0.5 thawed, < 0.9 frozen (barren), ≥ 0.3 thawed; 0.95 thawed everywhere; 0.2
+    # frozen everywhere (< 0.3) and −1 where unobserved.
+    np.testing.assert_array_equal(got, [[[1, 0], [1, 1]], [[1, 1], [1, 1]], [[-1, 0], [0, 0]]])
+    with pytest.raises(ValueError, match="one per land-cover group"):
+        freeze_thaw.thresholds_by_cell(lc, [0.5, 0.5])
+
+
+def test_oversample_strata_counts():
+    n_big, n_small, n_tiny = 900, 30, 2
+    group = np.concatenate([np.zeros(n_big), np.full(n_small, 5), np.full(n_tiny, 6)])
+    label = np.concatenate([np.arange(n_big) % 2, np.arange(n_small) % 2, [1, 1]])
+    n = len(group)
+    seg = training_data.Segments(np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 4, 3)),
+                                 np.ones((n, 4), bool), label.astype(np.int8),
+                                 group.astype(np.int8), np.full(n, 4, np.int32))
+    out = training_data.oversample_strata(seg, min_share=0.05, max_repeat=10, seed=3)
+    target = int(np.ceil(0.05 * n))  # 47
+    count = lambda g, lab: int(((out.group == g) & (out.label == lab)).sum())  # noqa: E731
+    assert count(0, 0) == count(0, 1) == n_big // 2          # common strata untouched
+    assert count(5, 0) == count(5, 1) == target               # 15 → 47 (< 10 × 15)
+    assert count(6, 1) == 10 * n_tiny and count(6, 0) == 0    # capped at 10 × its size
+    np.testing.assert_array_equal(out.x[:n], seg.x)           # originals first, in order
+    # Repeats are copies of their own stratum's segments.
+    extra = out.x[n:, 0, 0].astype(int)
+    np.testing.assert_array_equal(out.group[n:], seg.group[extra])
+    np.testing.assert_array_equal(out.label[n:], seg.label[extra])
+
+
+def test_product_uses_checkpoint_thresholds_and_override(ft_model_ref, tmp_path):
+    """A checkpoint's per-group thresholds decide ft_state; --ae-threshold overrides them."""
+    import dataclasses
+
+    from pipeline import apply
+    from pipeline.graphs import freeze_thaw as g
+
+    bundle = apply.load_bundle(ft_model_ref)
+    names = list(freeze_thaw.LANDCOVER_GROUPS)
+    th = [0.5] * len(names)
+    th[names.index("forest")], th[names.index("shrubland")] = 0.2, 0.8
+    cfg = {**bundle.config, "thaw_thresholds": th}
+    ref = apply.save_bundle(dataclasses.replace(bundle, config=cfg),
+                            str(tmp_path / "ae-{sha12}.tbm"))
+    out = g.build_product(TB, STATIC, ref)
+    p, state = out[dims.THAW_PROBABILITY], out[dims.FT_STATE]
+    cell = freeze_thaw.thresholds_by_cell(STATIC["landcover"], th)
+    ok = p.notnull()
+    expect = xr.where(ok, (p >= cell).astype(int), -1)
+    np.testing.assert_array_equal(state.values, expect.transpose(*state.dims).values)
+    assert "forest 0.2" in state.attrs["comment"]
+    same = g.build_product(TB, STATIC, ref, g.RunOptions(ae_threshold=0.5))
+    plain = g.build_product(TB, STATIC, ft_model_ref)
+    np.testing.assert_array_equal(same[dims.FT_STATE].values, plain[dims.FT_STATE].values)
+    np.testing.assert_array_equal(
+        same[dims.FT_STATE].values,
+        xr.where(ok, (p >= 0.5).astype(int), -1).transpose(*state.dims).values)

@@ -32,16 +32,23 @@ def ft() -> None:
 @click.option("--stratify", type=click.Choice(["conditioned", "none"]), default="conditioned",
               show_default=True, help="conditioned: one model with land-cover/water-fraction "
               "input channels; none: the authors' 3-channel model for every cell.")
-@click.option("--epochs", type=int, default=200, show_default=True)
-@click.option("--patience", type=int, default=30, show_default=True)
+@click.option("--epochs", type=int, default=40, show_default=True)
+@click.option("--patience", type=int, default=6, show_default=True,
+              help="Early stopping: epochs without validation-loss improvement.")
+@click.option("--balance/--no-balance", default=True, show_default=True,
+              help="Oversample rare (land-cover group, frozen/thawed) strata of the training "
+              "split (each to >= 5 % of it, at most 10x its own size).")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="Choose one P(thaw) threshold per land-cover group on the training years "
+              "against the gridded top-soil temperature (273.15 K); --no-calibrate keeps 0.5.")
 @click.option("--max-segments", type=int, default=20000, show_default=True,
               help="Cap on training segments (random, seeded).")
 @click.option("--max-steps", type=int, default=None, help="Cap on optimiser steps (smoke runs).")
 @click.option("--years", default=None, metavar="Y1,Y2",
               help="Training years (default: all years of the archive).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(root: str, stratify: str, epochs: int, patience: int, max_segments: int,
-          max_steps: int | None, years: str | None, seed: int) -> None:
+def train(root: str, stratify: str, epochs: int, patience: int, balance: bool, calibrate: bool,
+          max_segments: int, max_steps: int | None, years: str | None, seed: int) -> None:
     """Train the autoencoder on peak-winter / peak-summer segments; prints the checkpoint URL."""
     import dataclasses
 
@@ -50,6 +57,7 @@ def train(root: str, stratify: str, epochs: int, patience: int, max_segments: in
 
     opts = g.TrainOptions(
         stratify=stratify, epochs=epochs, patience=patience, max_steps=max_steps, seed=seed,
+        balance=balance, calibrate=calibrate,
         rules=dataclasses.replace(SegmentRules(), max_segments=max_segments, seed=seed),
         years=tuple(int(y) for y in years.split(",")) if years else None)
     echo_progress(f"training ft autoencoder on {root} ({stratify})")
@@ -65,9 +73,13 @@ def train(root: str, stratify: str, epochs: int, patience: int, max_segments: in
               "with gridded temperature < 271 K / > 275 K.")
 @click.option("--threshold", type=float, default=0.5, show_default=True,
               help="NPR seasonal-threshold T.")
+@click.option("--ae-threshold", type=float, default=None,
+              help="P(thaw) decision threshold for every cell (default: the model's calibrated "
+              "per-land-cover thresholds, or 0.5 for a model without them).")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Local Dask process workers (0: threads in this process).")
-def run(root: str, reference: str, threshold: float, workers: int) -> None:
+def run(root: str, reference: str, threshold: float, ae_threshold: float | None,
+        workers: int) -> None:
     """Build and publish ft-smap-{grid}-v1; prints the new version's URL."""
     import contextlib
 
@@ -75,7 +87,7 @@ def run(root: str, reference: str, threshold: float, workers: int) -> None:
     from pipeline.graphs import freeze_thaw as g
 
     opts = g.RunOptions(windows=freeze_thaw.ReferenceWindows(method=reference),
-                        threshold=threshold)
+                        threshold=threshold, ae_threshold=ae_threshold)
     ctx, resources = contextlib.nullcontext(), None
     if workers:
         import types

@@ -22,7 +22,7 @@ import xarray as xr
 from pipeline import apply, dims, errors, freeze_thaw, schema, training_data
 from pipeline.io import publish, stores
 
-__all__ = ["MODEL_NAME", "RunOptions", "TrainOptions", "build_product",
+__all__ = ["MODEL_NAME", "RunOptions", "TrainOptions", "build_product", "calibrate_bundle",
            "product_id", "run", "station_truth", "train", "train_model",
            "validate", "validate_product"]
 
@@ -43,19 +43,29 @@ class TrainOptions:
       epochs, patience, batch_size, learning_rate, seed: Optimisation.
       val_fraction, split_seed: Random segment split.
       max_steps: Optional cap on optimiser steps (smoke tests).
+      balance: Oversample rare (land-cover group, label) strata of the training split
+        (:func:`pipeline.training_data.oversample_strata`, ``min_share``, ``max_repeat``).
+      calibrate: After training, choose one P(thaw) threshold per land-cover group on the
+        training years against the gridded top-soil temperature state (< 273.15 K frozen;
+        :func:`pipeline.freeze_thaw.choose_thresholds`); stored in the checkpoint.  False keeps
+        the paper's 0.5.
     """
 
     stratify: str = "conditioned"
     rules: training_data.SegmentRules = training_data.SegmentRules()
     years: tuple[int, ...] | None = None
-    epochs: int = 200
-    patience: int = 30
+    epochs: int = 40
+    patience: int = 6
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
     val_fraction: float = 0.2
     split_seed: int = 1
     max_steps: int | None = None
+    balance: bool = True
+    min_share: float = 0.05
+    max_repeat: int = 10
+    calibrate: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,11 +76,14 @@ class RunOptions:
       windows: NPR reference windows (baseline).
       threshold: NPR Δ threshold T.
       batch: Fixed model batch (series per call).
+      ae_threshold: Decision threshold on P(thaw) for every cell, overriding the per-group
+        thresholds stored in the checkpoint (None: the checkpoint's, or 0.5 if it has none).
     """
 
     windows: freeze_thaw.ReferenceWindows = freeze_thaw.ReferenceWindows()
     threshold: float = 0.5
     batch: int = 256
+    ae_threshold: float | None = None
 
 
 def _log(progress: Progress, msg: str) -> None:
@@ -123,6 +136,11 @@ def train_model(tb: xr.Dataset, truth: xr.Dataset, static: xr.Dataset | None,
     tr, va = training_data.split_segments(seg, options.val_fraction, options.split_seed)
     n_cond = seg.x.shape[-1] - 3
     stats = apply.fit_norm_stats(tr.x, tr.mask, passthrough=n_cond)
+    n_train = len(tr)
+    if options.balance:
+        tr = training_data.oversample_strata(tr, min_share=options.min_share,
+                                             max_repeat=options.max_repeat, seed=options.seed)
+        _log(progress, f"balanced training split: {n_train} → {len(tr)} segments")
     norm = apply.normalizer(stats)
     bs = options.batch_size
     bundle, history, best = apply.train_sequence_model(
@@ -132,15 +150,66 @@ def train_model(tb: xr.Dataset, truth: xr.Dataset, static: xr.Dataset | None,
         lambda: training_data.iterate_batches(va, bs, norm),
         seed=options.seed, learning_rate=options.learning_rate, epochs=options.epochs,
         patience=options.patience, max_steps=options.max_steps, log=progress)
+    calibration = None
+    if options.calibrate:
+        bundle, calibration = calibrate_bundle(bundle, tb, truth, static, progress=progress)
+    names = list(freeze_thaw.LANDCOVER_GROUPS)
+    by_group = {names[g]: {lab: int(((seg.group == g) & (seg.label == v)).sum())
+                           for lab, v in (("frozen", 1), ("thawed", 0))}
+                for g in np.unique(seg.group)}
     report = {
         "segments": {"total": len(seg), "frozen": n_frozen, "thawed": n_thawed,
-                     "train": len(tr), "validation": len(va)},
+                     "train": n_train, "train_balanced": len(tr), "validation": len(va),
+                     "by_landcover": by_group},
+        "calibration": calibration,
         "stratify": options.stratify, "parameters": apply.parameter_count(bundle),
         "best_epoch": best, "history": history,
         "best": history[best] if 0 <= best < len(history) else None,
         "options": _plain(options),
     }
     return bundle, report
+
+
+def calibrate_bundle(bundle, tb: xr.Dataset, truth: xr.Dataset, static: xr.Dataset,
+                     *, batch: int = 256, progress: Progress = None):
+    """Choose the per-land-cover-group P(thaw) thresholds on ``tb``'s (training) years.
+
+    The trained model is applied to every cell's whole series (the production path,
+    :func:`pipeline.apply._run_block`); on observed days its P(thaw) is compared with the
+    gridded top-soil temperature state (``truth.soil_temperature`` < 273.15 K frozen, at the
+    pass), and :func:`pipeline.freeze_thaw.choose_thresholds` picks each group's threshold.
+
+    Returns:
+      (bundle with ``config["thaw_thresholds"]`` set, report dict).
+    """
+    import tempfile
+
+    n_cond = int(bundle.config.get("condition_channels", 0))
+    feats = freeze_thaw.ft_features(tb, static if n_cond else None)
+    order = (dims.PASS, dims.Y, dims.X, dims.TIME)
+    x = feats.transpose(*order, dims.FEATURE).values
+    with tempfile.TemporaryDirectory(prefix="tbcube-calibrate-") as tmp:
+        ref = apply.save_bundle(bundle, f"{tmp}/model.tbm")
+        p = apply._run_block(x, ref=ref, batch=batch)
+    soil = truth["soil_temperature"].sel({dims.TIME: tb[dims.TIME]})
+    if dims.PASS not in soil.dims:
+        soil = soil.expand_dims({dims.PASS: tb[dims.PASS].values})
+    thawed = freeze_thaw.state_from_temperature(soil).transpose(*order).values.astype(float)
+    observed = freeze_thaw.observed_mask(tb).transpose(*order).values
+    thawed[~observed] = np.nan
+    group = freeze_thaw.landcover_group(static["landcover"]).transpose(dims.Y, dims.X).values
+    group = np.broadcast_to(group[None, :, :, None], p.shape)
+    names = list(freeze_thaw.LANDCOVER_GROUPS)
+    th, counts = freeze_thaw.choose_thresholds(p, thawed, group, len(names))
+    th = [round(float(v), 4) for v in th]
+    config = {**bundle.config, "thaw_thresholds": th}
+    report = {"reference": "truth soil_temperature < 273.15 K (frozen), observed days",
+              "years": sorted({int(y) for y in tb[dims.TIME].dt.year.values}),
+              "thresholds": dict(zip(names, th, strict=True)),
+              "pairs": {n: int(c) for n, c in zip(names, counts, strict=True)}}
+    _log(progress, "thaw thresholds: " + ", ".join(
+        f"{n} {v:.2f} ({c} pairs)" for n, v, c in zip(names, th, counts, strict=True) if c))
+    return dataclasses.replace(bundle, config=config), report
 
 
 def _plain(obj):
@@ -238,7 +307,20 @@ def build_product(tb: xr.Dataset, static: xr.Dataset | None, ref: apply.ModelRef
     feats = feats.drop_vars([c for c in (dims.LAT, dims.LON) if c in feats.coords])
     p = apply.apply_sequence_model(feats, ref, batch=options.batch, resources=resources)
     observed = freeze_thaw.observed_mask(tb)
-    return freeze_thaw.assemble_product(tb, p, baseline, observed, static, refs)
+    thresholds = bundle.config.get("thaw_thresholds") or ()
+    if options.ae_threshold is not None or not thresholds:
+        threshold = 0.5 if options.ae_threshold is None else float(options.ae_threshold)
+        rule = f"thawed where thaw_probability >= {threshold:g}"
+    else:
+        if static is None:
+            raise errors.InputDataError(f"{ref.uri}: per-land-cover thresholds need static")
+        threshold = freeze_thaw.thresholds_by_cell(static["landcover"], thresholds)
+        rule = ("thawed where thaw_probability >= the per-land-cover-group threshold of the "
+                "model (" + ", ".join(f"{n} {v:g}" for n, v in zip(
+                    freeze_thaw.LANDCOVER_GROUPS, thresholds, strict=True)) + ")")
+    out = freeze_thaw.assemble_product(tb, p, baseline, observed, static, refs, threshold)
+    out[dims.FT_STATE].attrs["comment"] = rule
+    return out
 
 
 def run(root: str, options: RunOptions = RunOptions(), *, ref: apply.ModelRef | None = None,

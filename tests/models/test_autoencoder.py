@@ -134,3 +134,27 @@ def test_fit_early_stopping_restores_best_epoch():
     assert res.best_epoch == int(np.argmin(losses_))
     best = train.eval_step(res.params, batch, config=CFG)
     np.testing.assert_allclose(float(best["loss"]), min(losses_), rtol=1e-4)
+
+
+def test_thaw_thresholds_round_trip_and_do_not_change_the_network():
+    """Thresholds live in the config (so in the checkpoint's sha256) but not in the network."""
+    import dataclasses
+
+    from models import checkpoint, registry
+
+    base = ae.AutoencoderConfig()
+    cfg = dataclasses.replace(base, thaw_thresholds=(0.6, 0.9))
+    params = ae.init(base, 0)
+    assert ae.n_parameters(ae.init(cfg, 0)) == ae.n_parameters(params)
+    x = jax.random.normal(jax.random.key(1), (2, 16, 3))
+    np.testing.assert_array_equal(ae.apply(params, x, config=cfg), ae.apply(params, x, config=base))
+    b = checkpoint.Bundle("ft_autoencoder", dataclasses.asdict(cfg), params,
+                          {"mean": [0.0] * 3, "std": [1.0] * 3})
+    data, digest = checkpoint.to_bytes(b)
+    back = checkpoint.from_bytes(data, expected_sha256=digest)
+    assert registry.config_from_dict("ft_autoencoder", back.config) == cfg
+    assert digest != checkpoint.to_bytes(dataclasses.replace(
+        b, config=dataclasses.asdict(base)))[1]
+    # A bundle written before the field existed still loads (default: the paper's 0.5 rule).
+    old = {k: v for k, v in dataclasses.asdict(base).items() if k != "thaw_thresholds"}
+    assert registry.config_from_dict("ft_autoencoder", old).thaw_thresholds == ()
