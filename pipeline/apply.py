@@ -296,6 +296,7 @@ def apply_array_kernel(
     config,
     batch: int = 4096,
     skip_empty: tuple[int, tuple[float, ...]] | None = None,
+    resources: dict | None = None,
 ) -> tuple[xr.DataArray, ...]:
     """Apply a batched JAX array kernel elementwise over pixels (lazy on dask input).
 
@@ -316,21 +317,29 @@ def apply_array_kernel(
         value along ``core_dim`` are not computed and get the outputs ``fills`` (one per output:
         what the kernel itself returns for such a row).  Sparse inputs (swath gaps, days
         outside a sensor's period) then cost nothing.
+      resources: Dask resource annotation for the kernel tasks (e.g. ``{"GPU": 1}``, see
+        :func:`pipeline.runner.placement.model_resources`); ignored for NumPy input.
 
     Returns:
       ``n_outputs`` float32 DataArrays with the broadcast dims (``core_dim`` last).
     """
     inputs = list(xr.broadcast(*inputs))
-    out = xr.apply_ufunc(
-        _run_array_block,
-        *inputs,
-        input_core_dims=[[core_dim]] * len(inputs),
-        output_core_dims=[[core_dim]] * n_outputs,
-        dask="parallelized",
-        output_dtypes=[np.float32] * n_outputs,
-        kwargs={"kernel": kernel, "config": config, "batch": batch, "n_out": n_outputs,
-                "skip_empty": skip_empty},
-    )
+    annotate = contextlib.nullcontext()
+    if resources and any(a.chunks is not None for a in inputs):
+        import dask
+
+        annotate = dask.annotate(resources=dict(resources))
+    with annotate:
+        out = xr.apply_ufunc(
+            _run_array_block,
+            *inputs,
+            input_core_dims=[[core_dim]] * len(inputs),
+            output_core_dims=[[core_dim]] * n_outputs,
+            dask="parallelized",
+            output_dtypes=[np.float32] * n_outputs,
+            kwargs={"kernel": kernel, "config": config, "batch": batch, "n_out": n_outputs,
+                    "skip_empty": skip_empty},
+        )
     return out if isinstance(out, tuple) else (out,)
 
 

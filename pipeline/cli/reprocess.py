@@ -19,6 +19,7 @@ run in parallel between ``init`` and ``finalise``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,14 +72,20 @@ def _setup(config_path: str, only: tuple[str, ...]) -> tuple[Any, Any, list[Any]
 
 
 @contextlib.contextmanager
-def _client(cfg: Any, use: bool) -> Iterator[None]:
-    if not use:
-        yield
-        return
-    from pipeline.runner import cluster
+def _client(cfg: Any, jctx: Any, use: bool) -> Iterator[Any]:
+    """Connect to the config's cluster (when ``use``); yields the job context to run with.
 
-    with cluster.connect(cfg.cluster):
-        yield
+    On a cluster with GPU workers the context's ``resources`` is ``{"GPU": 1}``, so the parts'
+    model tasks are placed on them (:func:`pipeline.runner.placement.model_resources`); it is
+    ``None`` on CPU clusters and with ``--no-cluster``.
+    """
+    if not use:
+        yield jctx
+        return
+    from pipeline.runner import cluster, placement
+
+    with cluster.connect(cfg.cluster) as client:
+        yield dataclasses.replace(jctx, resources=placement.model_resources(client))
 
 
 @click.group("reprocess", invoke_without_command=True)
@@ -108,9 +115,9 @@ def reprocess(ctx: click.Context, config_path: str | None, only: tuple[str, ...]
 
     cfg, jctx, selected = _setup(config_path, only)
     urls = []
-    with _client(cfg, cluster):
+    with _client(cfg, jctx, cluster) as run_ctx:
         for job in selected:
-            _, url = jobs.reprocess(job, jctx, parts=cfg.parts, progress=echo_progress)
+            _, url = jobs.reprocess(job, run_ctx, parts=cfg.parts, progress=echo_progress)
             urls.append(url)
     for url in urls[:-1]:
         click.echo(url)
@@ -165,9 +172,9 @@ def run(config_path: str, only: tuple[str, ...], part: str, cluster: bool) -> No
     from pipeline.runner import jobs
 
     cfg, jctx, selected = _setup(config_path, only)
-    with _client(cfg, cluster):
+    with _client(cfg, jctx, cluster) as run_ctx:
         for job in selected:
-            i = jobs.run_part(job, jctx, part)
+            i = jobs.run_part(job, run_ctx, part)
             echo_progress(f"{job.product_id}: " + (f"part {i} written"
                                                    if i else "no part left"))
 

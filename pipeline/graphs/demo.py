@@ -214,10 +214,10 @@ def _stage_ft(a: str, s: DemoSettings, so, say, resources=None) -> dict:
     return {"model": ref.uri, "product": url, "report": rep}
 
 
-def _stage_retrieval(a: str, s: DemoSettings, so, say) -> dict:
+def _stage_retrieval(a: str, s: DemoSettings, so, say, resources=None) -> dict:
     from pipeline.graphs import retrieval
 
-    url, _ = retrieval.run(a, storage_options=so, progress=say)
+    url, _ = retrieval.run(a, storage_options=so, progress=say, resources=resources)
     return {"product": url}
 
 
@@ -336,7 +336,8 @@ def run(root: str, settings: DemoSettings = DemoSettings(), *, storage_options=N
             elif name == "ft":
                 res.outputs = _stage_ft(role_root("ft"), settings, so, stage_say, resources)
             elif name == "sm-retrieval":
-                res.outputs = _stage_retrieval(role_root("retrieval"), settings, so, stage_say)
+                res.outputs = _stage_retrieval(role_root("retrieval"), settings, so, stage_say,
+                                               resources)
             elif name == "sm-lstm":
                 res.outputs = _stage_lstm(role_root("lstm"), settings, so, stage_say, resources)
             elif name == "carbon":

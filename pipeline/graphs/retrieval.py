@@ -19,6 +19,7 @@ snow from the ancillary ``snow_water_equivalent`` when present.  The product is 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time as _time
 from collections.abc import Callable
 
@@ -107,22 +108,32 @@ def open_inputs(root: str, storage_options=None) -> dict:
     return out
 
 
-def retrieve(tb: xr.Dataset, static: xr.Dataset, **kwargs) -> xr.Dataset:
+def retrieve(tb: xr.Dataset, static: xr.Dataset, *, resources: dict | None = None,
+             **kwargs) -> xr.Dataset:
     """:func:`pipeline.soil_moisture.retrieve_smap` with the JAX kernel bridge plugged in.
 
     Keyword arguments are those of ``retrieve_smap`` (``ft_state``, ``surface_temperature``,
-    ``snow_water_equivalent``, ``params``); lazy on dask input.
+    ``snow_water_equivalent``, ``params``); lazy on dask input.  ``resources`` is the Dask
+    resource annotation of the kernel tasks (``{"GPU": 1}`` on GPU clusters, see
+    :func:`pipeline.runner.placement.model_resources`); it changes placement, never values.
     """
-    return soil_moisture.retrieve_smap(tb, static, apply_kernel=apply.apply_array_kernel,
-                                       **kwargs)
+    kernel = apply.apply_array_kernel
+    if resources:
+        kernel = functools.partial(apply.apply_array_kernel, resources=dict(resources))
+    return soil_moisture.retrieve_smap(tb, static, apply_kernel=kernel, **kwargs)
 
 
-def build_product(inputs: dict, params: soil_moisture.RetrievalParams) -> xr.Dataset:
-    """The lazy SMAP soil-moisture product from :func:`open_inputs`' dict."""
+def build_product(inputs: dict, params: soil_moisture.RetrievalParams, *,
+                  resources: dict | None = None) -> xr.Dataset:
+    """The lazy SMAP soil-moisture product from :func:`open_inputs`' dict.
+
+    ``resources``: Dask resource annotation of the retrieval kernel tasks (see :func:`retrieve`).
+    """
     return retrieve(
         inputs["tb"], inputs["static"], ft_state=inputs["ft_state"],
         surface_temperature=inputs["surface_temperature"],
-        snow_water_equivalent=inputs["snow_water_equivalent"], params=params)
+        snow_water_equivalent=inputs["snow_water_equivalent"], params=params,
+        resources=resources)
 
 
 def _score(est: xr.DataArray, ref: xr.DataArray, sel: xr.DataArray) -> dict:
@@ -197,8 +208,12 @@ def report(product: xr.Dataset, truth: xr.Dataset | None, static: xr.Dataset) ->
 
 
 def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
-        storage_options=None, progress: Progress = None) -> tuple[str, dict]:
-    """Build and publish ``sm-smap-{grid}-v1`` and write the report; returns (URL, report)."""
+        storage_options=None, resources: dict | None = None,
+        progress: Progress = None) -> tuple[str, dict]:
+    """Build and publish ``sm-smap-{grid}-v1`` and write the report; returns (URL, report).
+
+    ``resources``: Dask resource annotation of the kernel tasks (``{"GPU": 1}`` on GPU clusters).
+    """
     params = params or soil_moisture.RetrievalParams()
     inputs = open_inputs(root, storage_options)
     grid_name = inputs["grid"]
@@ -210,7 +225,7 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
     _log(progress, f"tb/smap {dict(inputs['tb'].sizes)}; T_eff from "
          f"{inputs['temperature_source']}; frozen ground from "
          f"{'the ft product' if inputs['ft_state'] is not None else 'surface temperature'}")
-    ds = build_product(inputs, params)
+    ds = build_product(inputs, params, resources=resources)
     pid = product_id(grid_name)
     record = {"config": dataclasses.asdict(params),
               "inputs": {"tb": stores.tb_url(root, SENSOR),

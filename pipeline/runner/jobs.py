@@ -89,8 +89,14 @@ class Job(Protocol):
     def partition(self, n: int) -> list[dict[str, slice]]:
         """``n`` disjoint chunk-aligned regions covering the product (see partition_regions)."""
 
-    def build_part(self, region: Mapping[str, slice]) -> xr.Dataset:
-        """The product's data in ``region`` (index slices of the template)."""
+    def build_part(self, region: Mapping[str, slice], *,
+                   resources: Mapping[str, float] | None = None) -> xr.Dataset:
+        """The product's data in ``region`` (index slices of the template).
+
+        ``resources`` (:attr:`Context.resources`) is the Dask resource annotation for the
+        part's model tasks.  :func:`run_part` passes it only when the context has one (a GPU
+        cluster), so a job without model tasks may leave the keyword out.
+        """
 
     def inputs(self) -> Mapping[str, str]:
         """``{name: url}`` of input stores (fingerprinted for staleness)."""
@@ -114,6 +120,10 @@ class Context:
       owner: Lock owner name (job name).
       settle_s: Lock read-back delay (see :mod:`pipeline.runner.lock`).
       heartbeat_s: Lock heartbeat period.
+      resources: Dask resource annotation for model tasks (``{"GPU": 1}`` when the connected
+        cluster has GPU workers, else ``None``: set from the cluster with
+        :func:`pipeline.runner.placement.model_resources`).  It decides where tasks run, never
+        what they compute, so it is not part of the staleness key.
     """
 
     root: str
@@ -123,6 +133,7 @@ class Context:
     owner: str = "tbcube"
     settle_s: float = 2.0
     heartbeat_s: float | None = 60.0
+    resources: Mapping[str, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,7 +312,10 @@ def init(job: Job, ctx: Context, *, parts: int, provenance: Mapping[str, Any] | 
 
 
 def run_part(job: Job, ctx: Context, part: str = "auto") -> int | None:
-    """Build and write one part; returns its number (``None`` when ``auto`` finds none left)."""
+    """Build and write one part; returns its number (``None`` when ``auto`` finds none left).
+
+    The part's model tasks carry ``ctx.resources`` as their Dask resource annotation (when set).
+    """
     state = _require_state(ctx, job)
     n = int(state["parts"])
     i, _ = parse_part(part, n)
@@ -311,7 +325,8 @@ def run_part(job: Job, ctx: Context, part: str = "auto") -> int | None:
             return None
         i = missing[0]
     region = job.partition(n)[i - 1]
-    data = job.build_part(region)
+    data = (job.build_part(region, resources=dict(ctx.resources)) if ctx.resources
+            else job.build_part(region))
     stores.write_region(data, state["url"], region, storage_options=ctx.storage_options)
     stores.write_json(stores.join(_parts_url(ctx, job, state["version"]), _part_name(i, n)),
                       {"part": i, "of": n, "finished_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -451,7 +466,9 @@ class MapJob:
         length = self.template().sizes[self.partition_dim]
         return partition_regions(length, self.chunks[self.partition_dim], n, self.partition_dim)
 
-    def build_part(self, region: Mapping[str, slice]) -> xr.Dataset:
+    def build_part(self, region: Mapping[str, slice], *,
+                   resources: Mapping[str, float] | None = None) -> xr.Dataset:
+        # a MapJob stage has no model tasks: ``resources`` places nothing
         return _resolve(self.stage)(self._input().isel(dict(region)), **dict(self.stage_kwargs))
 
     def inputs(self) -> Mapping[str, str]:

@@ -39,8 +39,9 @@ __all__ = ["FreezeThawJob", "SmapRetrievalJob", "freeze_thaw_job", "smap_retriev
 class _PixelwiseJob:
     """Shared fields and phases of jobs whose every output pixel depends only on the same
     pixel's inputs: the template is the whole lazy product, parts are whole ``chunks`` tiles
-    along ``partition_dim`` and each part is ``_build(region)``.  Subclasses define ``_build``
-    and ``chunks``."""
+    along ``partition_dim`` and each part is ``_build(region, resources)``.  Subclasses define
+    ``_build`` and ``chunks``; ``resources`` (the runner's
+    :attr:`pipeline.runner.jobs.Context.resources`) annotates their model tasks."""
 
     product_id: str
     root: str
@@ -63,8 +64,9 @@ class _PixelwiseJob:
         length = self._template.sizes[self.partition_dim]
         return partition_regions(length, self.chunks[self.partition_dim], n, self.partition_dim)
 
-    def build_part(self, region: Mapping[str, slice]) -> xr.Dataset:
-        return self._build(region)
+    def build_part(self, region: Mapping[str, slice], *,
+                   resources: Mapping[str, float] | None = None) -> xr.Dataset:
+        return self._build(region, resources)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,13 +134,15 @@ class FreezeThawJob(_PixelwiseJob):
                 truth = truth.sel({dims.TIME: slice(*self.time_range)})
         return tb, static, truth
 
-    def _build(self, region: Mapping[str, slice] | None) -> xr.Dataset:
+    def _build(self, region: Mapping[str, slice] | None,
+               resources: Mapping[str, float] | None = None) -> xr.Dataset:
         tb, static, truth = self._inputs()
         if region:
             tb = tb.isel(dict(region))
             static = static.isel(dict(region)) if static is not None else None
             truth = truth.isel(dict(region)) if truth is not None else None
-        return self._graph.build_product(tb, static, self._ref(), self._options(), truth=truth)
+        return self._graph.build_product(tb, static, self._ref(), self._options(), truth=truth,
+                                         resources=dict(resources) if resources else None)
 
     @property
     def chunks(self) -> dict[str, int]:
@@ -208,7 +212,8 @@ class SmapRetrievalJob(_PixelwiseJob):
         inputs["tb"] = inputs["tb"].chunk(dims.pencil(sizes, self.tile))
         return inputs
 
-    def _build(self, region: Mapping[str, slice] | None) -> xr.Dataset:
+    def _build(self, region: Mapping[str, slice] | None,
+               resources: Mapping[str, float] | None = None) -> xr.Dataset:
         from pipeline import soil_moisture
         from pipeline.graphs import retrieval
 
@@ -218,7 +223,8 @@ class SmapRetrievalJob(_PixelwiseJob):
                 v = inputs.get(k)
                 if v is not None and all(d in v.dims for d in region):
                     inputs[k] = v.isel(dict(region))
-        out = retrieval.build_product(inputs, soil_moisture.RetrievalParams())
+        out = retrieval.build_product(inputs, soil_moisture.RetrievalParams(),
+                                      resources=dict(resources) if resources else None)
         # the inputs' chunks (ancillary, static) leak into the product: impose the job's layout
         return out.chunk({d: c for d, c in self.chunks.items() if d in out.dims})
 

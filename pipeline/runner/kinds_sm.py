@@ -135,19 +135,24 @@ class HarmonisedJob(_PixelwiseJob):
 
         return harmonise.latest_model(self.root, self.storage_options)
 
-    def _harmonised(self, cal: xr.Dataset, static: xr.Dataset) -> xr.Dataset:
+    def _harmonised(self, cal: xr.Dataset, static: xr.Dataset,
+                    resources: Mapping[str, float] | None = None) -> xr.Dataset:
         from pipeline.graphs import harmonise
 
-        return harmonise.harmonised(cal, static, self.sensor, self._ref, tile=self.tile)
+        return harmonise.harmonised(cal, static, self.sensor, self._ref, tile=self.tile,
+                                    resources=dict(resources) if resources else None)
 
     @functools.cached_property
     def _whole(self) -> xr.Dataset:
         return self._harmonised(*self._opened)
 
-    def _build(self, region: Mapping[str, slice] | None) -> xr.Dataset:
+    def _build(self, region: Mapping[str, slice] | None,
+               resources: Mapping[str, float] | None = None) -> xr.Dataset:
         if region:
             cal, static = (ds.isel(dict(region)) for ds in self._opened)
-            out = self._harmonised(cal, static)
+            out = self._harmonised(cal, static, resources)
+        elif resources:
+            out = self._harmonised(*self._opened, resources)
         else:
             out = self._whole
         # the LSTM runs one pass per block; the product keeps both passes in one chunk
@@ -243,7 +248,9 @@ class FusedJob(_PixelwiseJob):
     def _whole(self) -> xr.Dataset:
         return self._fused(None)
 
-    def _build(self, region: Mapping[str, slice] | None) -> xr.Dataset:
+    def _build(self, region: Mapping[str, slice] | None,
+               resources: Mapping[str, float] | None = None) -> xr.Dataset:
+        # no model tasks (triple collocation is plain array code): ``resources`` is not used
         if region:
             # land_coverage (time) sums over the whole domain: the template wrote it at init
             out = self._fused(region).drop_vars(dims.LAND_COVERAGE)
