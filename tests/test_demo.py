@@ -102,6 +102,23 @@ def test_targets_fail_on_the_wrong_side_of_every_target():
     assert by["pooled daily NEE ubRMSE vs towers"] == "fail"
 
 
+def test_lstm_checks_prefer_per_pixel_ubrmsd_and_truth_referenced_handovers():
+    val = _val({"amsr2": 0.08, "gmi": 0.08}, 0.07)
+    val["against_truth_unseen"]["amsr2"]["ubrmsd_per_pixel_median"] = 0.035
+    val["against_truth_unseen"]["fused"]["ubrmsd_per_pixel_median"] = 0.03
+    val["handovers_vs_truth"] = {"amsre->amsr2": {"date": "2012-07-01", "shift": -0.004}}
+    by = {c.name: c for c in targets.check_all(
+        {"a": {"sm-validation.json": val, "sm-fuse.json": _fuse(0.85, 0.03)}}, ROLES)}
+    amsr2 = by["amsr2 ubRMSD vs truth (unseen)"]
+    assert (amsr2.measured, amsr2.status) == (0.035, "pass")
+    assert "ubrmsd_per_pixel_median" in amsr2.detail
+    gmi = by["gmi ubRMSD vs truth (unseen)"]               # no per-pixel number: pooled
+    assert (gmi.measured, gmi.status) == (0.08, "fail") and "pooled" in gmi.detail
+    assert by["fused ubRMSD vs truth (unseen)"].status == "pass"   # 0.03 < best 0.035
+    ho = by["worst |hand-over shift|"]                       # truth-referenced 0.004, not 0.03
+    assert (ho.measured, ho.status) == (0.004, "pass") and "vs_truth" in ho.detail
+
+
 def test_target_edges_and_missing_reports():
     # Exactly at the limits: ≤ targets pass, strict < targets fail.
     edge = {"sm-retrieval.json": _retrieval(0.03, 0.01), "carbon-evaluate.json": _carbon(1.6),

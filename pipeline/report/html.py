@@ -165,9 +165,10 @@ def _section_lstm(train: Mapping | None, val: Mapping | None, fuse: Mapping | No
         sm = _g(val, "against_smap_heldout", s) or {}
         st = _g(val, "stations", s) or {}
         net = next(iter(st.values()), {}) if st else {}
-        rows.append((s, d.get("n"), d.get("r"), d.get("bias"), d.get("ubrmsd"),
-                     sm.get("ubrmsd"), net.get("median_station_ubrmsd")))
-    out += _table(["product", "n (vs truth, unseen)", "R", "bias", "ubRMSD vs truth",
+        rows.append((s, d.get("n"), d.get("r"), d.get("bias"), d.get("ubrmsd_per_pixel_median"),
+                     d.get("ubrmsd"), sm.get("ubrmsd"), net.get("median_station_ubrmsd")))
+    out += _table(["product", "n (vs truth, unseen)", "R", "bias",
+                   "ubRMSD vs truth, per-pixel median", "ubRMSD vs truth, pooled",
                    "ubRMSD vs SMAP (held out)", "median station ubRMSD"], rows)
     if fuse:
         cov = fuse.get("land_coverage") or {}
@@ -177,10 +178,14 @@ def _section_lstm(train: Mapping | None, val: Mapping | None, fuse: Mapping | No
                        ("days with ≥ 2 sensors", cov.get("days_2plus_sensors")),
                        ("of which below 80 %", cov.get("days_2plus_below_0.8"))])
         hos = fuse.get("handovers") or {}
+        vs_truth = val.get("handovers_vs_truth") or {}
         if hos:
-            out += _table(["hand-over", "date", "mean before", "mean after", "shift"],
+            out += _table(["hand-over", "date", "fused mean before", "after", "raw shift",
+                           "error vs truth before", "after", "shift vs truth"],
                           [(k, v.get("date"), v.get("mean_before"), v.get("mean_after"),
-                            v.get("shift")) for k, v in hos.items()])
+                            v.get("shift"), _g(vs_truth, k, "mean_before"),
+                            _g(vs_truth, k, "mean_after"), _g(vs_truth, k, "shift"))
+                           for k, v in hos.items()])
     return out
 
 

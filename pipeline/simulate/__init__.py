@@ -10,8 +10,9 @@ Presets (sizes in docs/simulator.md):
 * ``tiny`` — one M36 column from 34° N to 70° N (79 cells), 2014-06-01..2016-05-31 (SMAP,
   AMSR2, GMI and TMI overlap): unit tests, seconds.
 * ``demo`` — two roots: ``{root}/alaska-n36`` (20 × 20 N36 cells over interior Alaska,
-  2015-01-01..2019-12-31) and ``{root}/transect-m25`` (a 2-column M25 transect 15° N–72° N,
-  2009-01-01..2019-12-31; ``start`` can move it back to 1997-12).
+  2015-01-01..2019-12-31) and ``{root}/transect-m25`` (a 1-column M25 transect 15° N–72° N,
+  2010-06-01..2019-12-31: every sensor hand-over from AMSR-E's last 16 months on; ``start``
+  can move it back to 1997-12).
 * ``global`` — the full N36 and M25 grids, generated in 32 × 32 blocks (bounded memory).
 
 >>> from pipeline.simulate import simulate
@@ -60,8 +61,8 @@ def preset_specs(
             "alaska-n36": ArchiveSpec("alaska-n36", "N36", grid.Window(174, 194, 202, 222),
                                       "2015-01-01", "2019-12-31", stations_per_class=6,
                                       n_towers=10),
-            "transect-m25": ArchiveSpec("transect-m25", "M25", grid.Window(13, 217, 307, 309),
-                                        "2009-01-01", "2019-12-31", tile=64,
+            "transect-m25": ArchiveSpec("transect-m25", "M25", grid.Window(13, 217, 307, 308),
+                                        "2010-06-01", "2019-12-31", tile=64,
                                         stations_per_class=5, n_towers=6),
         }
     elif preset == "global":
