@@ -290,8 +290,10 @@ def ft_state_from_probability(
     return state.astype(np.int8).rename(dims.FT_STATE)
 
 
-# Candidate decision thresholds on P(thaw) for :func:`choose_thresholds`.
-THRESHOLD_CANDIDATES = tuple(round(0.05 * k, 2) for k in range(1, 20))
+# Candidate decision thresholds on P(thaw) for :func:`choose_thresholds`: 0.05 … 0.95, then
+# finer up to 0.99 (P = 0.95 is e = 3.0, P = 0.99 is e = 4.6: a well-trained model pushes
+# summer errors that far, so the top of the range matters).
+THRESHOLD_CANDIDATES = tuple(round(0.05 * k, 2) for k in range(1, 20)) + (0.96, 0.97, 0.98, 0.99)
 
 
 def choose_thresholds(
