@@ -123,55 +123,67 @@ def windows_url(root: str, part: str, k: int) -> str:
     return stores.join(root, "training", "sm-lstm", f"{part}-{k:04d}.zarr")
 
 
+def _cut_tile(f: xr.DataArray, t: xr.DataArray, cells: np.ndarray, k: int,
+              settings: TrainSettings, root: str, storage_options) -> dict[str, list[str]]:
+    """Cut one tile's windows and write its shards (runs as one task; numpy-backed input)."""
+    names = list(harmonise.feature_names())
+    obs_i = names.index("observed")
+    x = np.asarray(f.transpose(dims.PASS, dims.Y, dims.X, dims.TIME, dims.FEATURE).values)
+    obs = x[..., obs_i] > 0.5
+    yv = np.broadcast_to(np.asarray(t.transpose(dims.Y, dims.X, dims.TIME).values)[None],
+                         x.shape[:-1])
+    sel = np.broadcast_to(cells[None], x.shape[:3]).reshape(-1)
+
+    def flat(a):
+        return a.reshape((-1,) + a.shape[3:])
+
+    xw, yw, mw = _tile_windows(flat(x)[sel], flat(yv)[sel], flat(obs)[sel], settings)
+    urls: dict[str, list[str]] = {"train": [], "val": []}
+    if not len(xw):
+        return urls
+    # One random stream per tile: the split does not depend on the order tiles run in.
+    is_val = np.random.default_rng((settings.seed, k)).random(len(xw)) < settings.val_share
+    for part, take in (("train", ~is_val), ("val", is_val)):
+        if not take.any():
+            continue
+        ds = xr.Dataset({
+            "x": (("sample", dims.TIME, dims.FEATURE), xw[take]),
+            "y": (("sample", dims.TIME), yw[take]),
+            "mask": (("sample", dims.TIME), mw[take]),
+        }, coords={dims.FEATURE: names})
+        urls[part].append(stores.write_dataset(ds, windows_url(root, part, k),
+                                               storage_options=storage_options))
+    return urls
+
+
 def write_training_shards(feats: dict[str, xr.DataArray], tgt: xr.DataArray,
                           cell_mask: np.ndarray, time_mask: np.ndarray,
                           settings: TrainSettings, root: str, storage_options=None
                           ) -> dict[str, list[str]]:
     """Cut training windows one spatial tile at a time and write them as sample-major shards.
 
-    Only one tile's features are ever in memory.  Each window goes to the ``val`` part with
-    probability ``val_share`` (seeded), to ``train`` otherwise.
+    Each (sensor, tile) is one task (on the cluster's workers when a client is active), so only
+    one tile's features are in a worker's memory at a time.  Each window goes to the ``val``
+    part with probability ``val_share`` (seeded per tile), to ``train`` otherwise.
 
     Returns:
-      ``{"train": [urls], "val": [urls]}``.
+      ``{"train": [urls], "val": [urls]}`` in tile order.
     """
-    rng = np.random.default_rng(settings.seed)
-    names = list(harmonise.feature_names())
-    obs_i = names.index("observed")
+    import dask
+
     rows = tgt.sizes[dims.Y]
     tr = settings.tile_rows
-    urls: dict[str, list[str]] = {"train": [], "val": []}
-    k = 0
+    tasks = []
     for fa in feats.values():
         for r0 in range(0, rows, tr):
             sl = {dims.Y: slice(r0, r0 + tr), dims.TIME: time_mask}
-            f = fa.isel(sl).load()
-            t = tgt.isel(sl).load()
-            x = f.transpose(dims.PASS, dims.Y, dims.X, dims.TIME, dims.FEATURE).values
-            obs = x[..., obs_i] > 0.5
-            yv = np.broadcast_to(t.transpose(dims.Y, dims.X, dims.TIME).values[None],
-                                 x.shape[:-1])
-            sel = np.broadcast_to(cell_mask[r0:r0 + tr][None], x.shape[:3]).reshape(-1)
-
-            def flat(a):
-                return a.reshape((-1,) + a.shape[3:])
-
-            xw, yw, mw = _tile_windows(flat(x)[sel], flat(yv)[sel], flat(obs)[sel], settings)
-            if not len(xw):
-                continue
-            is_val = rng.random(len(xw)) < settings.val_share
-            for part, take in (("train", ~is_val), ("val", is_val)):
-                if not take.any():
-                    continue
-                ds = xr.Dataset({
-                    "x": (("sample", dims.TIME, dims.FEATURE), xw[take]),
-                    "y": (("sample", dims.TIME), yw[take]),
-                    "mask": (("sample", dims.TIME), mw[take]),
-                }, coords={dims.FEATURE: names})
-                url = windows_url(root, part, k)
-                stores.write_dataset(ds, url, storage_options=storage_options)
-                urls[part].append(url)
-            k += 1
+            tasks.append(dask.delayed(_cut_tile)(
+                fa.isel(sl), tgt.isel(sl), cell_mask[r0:r0 + tr], len(tasks), settings, root,
+                storage_options))
+    urls: dict[str, list[str]] = {"train": [], "val": []}
+    for got in dask.compute(*tasks):
+        for part in urls:
+            urls[part] += got[part]
     return urls
 
 
