@@ -202,11 +202,18 @@ def calibrate_bundle(bundle, tb: xr.Dataset, truth: xr.Dataset, static: xr.Datas
     names = list(freeze_thaw.LANDCOVER_GROUPS)
     th, counts = freeze_thaw.choose_thresholds(p, thawed, group, len(names))
     th = [round(float(v), 4) for v in th]
+    ok = np.isfinite(p) & np.isfinite(thawed)
+    pick = np.asarray(th, np.float32)[group]
+    accuracy = {f"threshold_{name}": float(np.mean((p[ok] >= t[ok]) == (thawed[ok] > 0.5)))
+                for name, t in (("0.5", np.full(p.shape, 0.5, np.float32)),
+                                ("calibrated", pick))}
     config = {**bundle.config, "thaw_thresholds": th}
     report = {"reference": "truth soil_temperature < 273.15 K (frozen), observed days",
               "years": sorted({int(y) for y in tb[dims.TIME].dt.year.values}),
               "thresholds": dict(zip(names, th, strict=True)),
-              "pairs": {n: int(c) for n, c in zip(names, counts, strict=True)}}
+              "pairs": {n: int(c) for n, c in zip(names, counts, strict=True)},
+              "training_years_accuracy": accuracy}
+    _log(progress, f"training-years accuracy vs gridded soil state: {accuracy}")
     _log(progress, "thaw thresholds: " + ", ".join(
         f"{n} {v:.2f} ({c} pairs)" for n, v, c in zip(names, th, counts, strict=True) if c))
     return dataclasses.replace(bundle, config=config), report
