@@ -64,6 +64,10 @@ class AutoencoderConfig:
         caller's group order), chosen after training on the training years; ``()`` means the
         paper's 0.5 everywhere.  Not used by the network: carried so that the checkpoint
         (and its sha256) identifies the whole retrieval, decision rule included.
+      cell_thresholds: Optional per-cell, per-pass thresholds [1], flattened in (pass, y, x)
+        order over ``cell_threshold_pass`` × ``cell_threshold_y`` × ``cell_threshold_x`` (the
+        calibration window's pass labels and grid coordinates [m]); cells outside that window
+        use ``thaw_thresholds``.  Also unused by the network.
     """
 
     channels: int = 3
@@ -75,6 +79,10 @@ class AutoencoderConfig:
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     thaw_thresholds: tuple[float, ...] = ()
+    cell_thresholds: tuple[float, ...] = ()
+    cell_threshold_pass: tuple[str, ...] = ()
+    cell_threshold_y: tuple[float, ...] = ()
+    cell_threshold_x: tuple[float, ...] = ()
 
     @property
     def in_channels(self) -> int:

@@ -38,16 +38,17 @@ def ft() -> None:
 @click.option("--balance/--no-balance", default=True, show_default=True,
               help="Oversample rare (land-cover group, frozen/thawed) strata of the training "
               "split (each to >= 5 % of it, at most 10x its own size).")
-@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
-              help="Choose one P(thaw) threshold per land-cover group on the training years "
-              "against the gridded top-soil temperature (273.15 K); --no-calibrate keeps 0.5.")
+@click.option("--calibrate", type=click.Choice(["cell", "group", "none"]), default="cell",
+              show_default=True, help="P(thaw) decision thresholds chosen on the training years "
+              "against the gridded top-soil temperature (273.15 K): per cell and pass (cell), "
+              "per land-cover group (group), or the paper's 0.5 (none).")
 @click.option("--max-segments", type=int, default=20000, show_default=True,
               help="Cap on training segments (random, seeded).")
 @click.option("--max-steps", type=int, default=None, help="Cap on optimiser steps (smoke runs).")
 @click.option("--years", default=None, metavar="Y1,Y2",
               help="Training years (default: all years of the archive).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(root: str, stratify: str, epochs: int, patience: int, balance: bool, calibrate: bool,
+def train(root: str, stratify: str, epochs: int, patience: int, balance: bool, calibrate: str,
           max_segments: int, max_steps: int | None, years: str | None, seed: int) -> None:
     """Train the autoencoder on peak-winter / peak-summer segments; prints the checkpoint URL."""
     import dataclasses

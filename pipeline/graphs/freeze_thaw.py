@@ -45,10 +45,10 @@ class TrainOptions:
       max_steps: Optional cap on optimiser steps (smoke tests).
       balance: Oversample rare (land-cover group, label) strata of the training split
         (:func:`pipeline.training_data.oversample_strata`, ``min_share``, ``max_repeat``).
-      calibrate: After training, choose one P(thaw) threshold per land-cover group on the
-        training years against the gridded top-soil temperature state (< 273.15 K frozen;
-        :func:`pipeline.freeze_thaw.choose_thresholds`); stored in the checkpoint.  False keeps
-        the paper's 0.5.
+      calibrate: After training, choose P(thaw) thresholds on the training years against the
+        gridded top-soil temperature state (< 273.15 K frozen; :func:`calibrate_bundle`):
+        ``"cell"`` per cell and pass (groups as fallback), ``"group"`` per land-cover group,
+        ``"none"`` keeps the paper's 0.5.  Stored in the checkpoint.
     """
 
     stratify: str = "conditioned"
@@ -65,7 +65,7 @@ class TrainOptions:
     balance: bool = True
     min_share: float = 0.05
     max_repeat: int = 10
-    calibrate: bool = True
+    calibrate: str = "cell"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +122,9 @@ def train_model(tb: xr.Dataset, truth: xr.Dataset, static: xr.Dataset | None,
     """
     if options.stratify not in ("none", "conditioned"):
         raise errors.ConfigError(f"stratify: {options.stratify!r} not in ['conditioned', 'none']")
+    if options.calibrate not in ("cell", "group", "none"):
+        raise errors.ConfigError(
+            f"calibrate: {options.calibrate!r} not in ['cell', 'group', 'none']")
     if options.years is not None:
         tb = tb.sel({dims.TIME: tb[dims.TIME].dt.year.isin(list(options.years))})
     conditioned = options.stratify == "conditioned"
@@ -151,8 +154,9 @@ def train_model(tb: xr.Dataset, truth: xr.Dataset, static: xr.Dataset | None,
         seed=options.seed, learning_rate=options.learning_rate, epochs=options.epochs,
         patience=options.patience, max_steps=options.max_steps, log=progress)
     calibration = None
-    if options.calibrate:
-        bundle, calibration = calibrate_bundle(bundle, tb, truth, static, progress=progress)
+    if options.calibrate != "none":
+        bundle, calibration = calibrate_bundle(bundle, tb, truth, static,
+                                               level=options.calibrate, progress=progress)
     names = list(freeze_thaw.LANDCOVER_GROUPS)
     by_group = {names[g]: {lab: int(((seg.group == g) & (seg.label == v)).sum())
                            for lab, v in (("frozen", 1), ("thawed", 0))}
@@ -171,19 +175,25 @@ def train_model(tb: xr.Dataset, truth: xr.Dataset, static: xr.Dataset | None,
 
 
 def calibrate_bundle(bundle, tb: xr.Dataset, truth: xr.Dataset, static: xr.Dataset,
-                     *, batch: int = 256, progress: Progress = None):
-    """Choose the per-land-cover-group P(thaw) thresholds on ``tb``'s (training) years.
+                     *, level: str = "cell", min_pairs: int = 365, batch: int = 256,
+                     progress: Progress = None):
+    """Choose P(thaw) decision thresholds on ``tb``'s (training) years.
 
     The trained model is applied to every cell's whole series (the production path,
     :func:`pipeline.apply._run_block`); on observed days its P(thaw) is compared with the
     gridded top-soil temperature state (``truth.soil_temperature`` < 273.15 K frozen, at the
-    pass), and :func:`pipeline.freeze_thaw.choose_thresholds` picks each group's threshold.
+    pass), and :func:`pipeline.freeze_thaw.choose_thresholds` picks one threshold per
+    land-cover group and, with ``level="cell"``, one per cell and pass as well (as the SMAP
+    product's per-cell, per-pass references); a cell/pass with fewer than ``min_pairs`` pairs
+    keeps its group's threshold.
 
     Returns:
-      (bundle with ``config["thaw_thresholds"]`` set, report dict).
+      (bundle with the thresholds in its config, report dict).
     """
     import tempfile
 
+    if level not in ("group", "cell"):
+        raise errors.ConfigError(f"calibrate: {level!r} not in ['cell', 'group', 'none']")
     n_cond = int(bundle.config.get("condition_channels", 0))
     feats = freeze_thaw.ft_features(tb, static if n_cond else None)
     order = (dims.PASS, dims.Y, dims.X, dims.TIME)
@@ -200,19 +210,34 @@ def calibrate_bundle(bundle, tb: xr.Dataset, truth: xr.Dataset, static: xr.Datas
     group = freeze_thaw.landcover_group(static["landcover"]).transpose(dims.Y, dims.X).values
     group = np.broadcast_to(group[None, :, :, None], p.shape)
     names = list(freeze_thaw.LANDCOVER_GROUPS)
-    th, counts = freeze_thaw.choose_thresholds(p, thawed, group, len(names))
+    th, counts = freeze_thaw.choose_thresholds(p, thawed, group, len(names),
+                                               min_pairs=min_pairs)
     th = [round(float(v), 4) for v in th]
-    ok = np.isfinite(p) & np.isfinite(thawed)
     pick = np.asarray(th, np.float32)[group]
-    accuracy = {f"threshold_{name}": float(np.mean((p[ok] >= t[ok]) == (thawed[ok] > 0.5)))
-                for name, t in (("0.5", np.full(p.shape, 0.5, np.float32)),
-                                ("calibrated", pick))}
     config = {**bundle.config, "thaw_thresholds": th}
+    picks = {"0.5": np.full(p.shape, 0.5, np.float32), "group": pick}
+    n_cells = int(np.prod(p.shape[:3]))
     report = {"reference": "truth soil_temperature < 273.15 K (frozen), observed days",
+              "level": level,
               "years": sorted({int(y) for y in tb[dims.TIME].dt.year.values}),
               "thresholds": dict(zip(names, th, strict=True)),
-              "pairs": {n: int(c) for n, c in zip(names, counts, strict=True)},
-              "training_years_accuracy": accuracy}
+              "pairs": {n: int(c) for n, c in zip(names, counts, strict=True)}}
+    if level == "cell":
+        cell_id = np.broadcast_to(np.arange(n_cells).reshape(p.shape[:3])[..., None], p.shape)
+        cth, ccount = freeze_thaw.choose_thresholds(p, thawed, cell_id, n_cells,
+                                                    min_pairs=min_pairs)
+        cth = np.where(ccount >= min_pairs, cth, pick[..., 0].ravel()).round(4)
+        picks["cell"] = cth.astype(np.float32)[cell_id]
+        config.update(cell_thresholds=[float(v) for v in cth],
+                      cell_threshold_pass=[str(v) for v in tb[dims.PASS].values],
+                      cell_threshold_y=[float(v) for v in tb[dims.Y].values],
+                      cell_threshold_x=[float(v) for v in tb[dims.X].values])
+        report["cells"] = {"calibrated": int((ccount >= min_pairs).sum()), "total": n_cells,
+                           "quantiles_5_50_95": np.quantile(cth, [0.05, 0.5, 0.95]).tolist()}
+    ok = np.isfinite(p) & np.isfinite(thawed)
+    accuracy = {f"threshold_{k}": float(np.mean((p[ok] >= t[ok]) == (thawed[ok] > 0.5)))
+                for k, t in picks.items()}
+    report["training_years_accuracy"] = accuracy
     _log(progress, f"training-years accuracy vs gridded soil state: {accuracy}")
     _log(progress, "thaw thresholds: " + ", ".join(
         f"{n} {v:.2f} ({c} pairs)" for n, v, c in zip(names, th, counts, strict=True) if c))
@@ -314,20 +339,42 @@ def build_product(tb: xr.Dataset, static: xr.Dataset | None, ref: apply.ModelRef
     feats = feats.drop_vars([c for c in (dims.LAT, dims.LON) if c in feats.coords])
     p = apply.apply_sequence_model(feats, ref, batch=options.batch, resources=resources)
     observed = freeze_thaw.observed_mask(tb)
-    thresholds = bundle.config.get("thaw_thresholds") or ()
-    if options.ae_threshold is not None or not thresholds:
-        threshold = 0.5 if options.ae_threshold is None else float(options.ae_threshold)
-        rule = f"thawed where thaw_probability >= {threshold:g}"
-    else:
-        if static is None:
-            raise errors.InputDataError(f"{ref.uri}: per-land-cover thresholds need static")
-        threshold = freeze_thaw.thresholds_by_cell(static["landcover"], thresholds)
-        rule = ("thawed where thaw_probability >= the per-land-cover-group threshold of the "
-                "model (" + ", ".join(f"{n} {v:g}" for n, v in zip(
-                    freeze_thaw.LANDCOVER_GROUPS, thresholds, strict=True)) + ")")
+    threshold, rule = _decision_threshold(bundle.config, tb, static, options, ref)
     out = freeze_thaw.assemble_product(tb, p, baseline, observed, static, refs, threshold)
     out[dims.FT_STATE].attrs["comment"] = rule
     return out
+
+
+def _decision_threshold(config: dict, tb: xr.Dataset, static, options: RunOptions, ref):
+    """(threshold: scalar or DataArray, rule text) from the checkpoint config and options."""
+    groups = config.get("thaw_thresholds") or ()
+    if options.ae_threshold is not None or not groups:
+        threshold = 0.5 if options.ae_threshold is None else float(options.ae_threshold)
+        return threshold, f"thawed where thaw_probability >= {threshold:g}"
+    if static is None:
+        raise errors.InputDataError(f"{ref.uri}: per-land-cover thresholds need static layers")
+    threshold = freeze_thaw.thresholds_by_cell(static["landcover"], groups)
+    rule = ("thawed where thaw_probability >= the model's per-land-cover-group threshold ("
+            + ", ".join(f"{n} {v:g}" for n, v in zip(freeze_thaw.LANDCOVER_GROUPS, groups,
+                                                       strict=True)) + ")")
+    cells = config.get("cell_thresholds") or ()
+    if cells:
+        axes = {dims.PASS: list(config["cell_threshold_pass"]),
+                dims.Y: list(config["cell_threshold_y"]), dims.X: list(config["cell_threshold_x"])}
+        shape = tuple(len(v) for v in axes.values())
+        if int(np.prod(shape)) != len(cells):
+            raise errors.InputDataError(
+                f"{ref.uri}: cell_thresholds has {len(cells)} values, axes give {shape}")
+        table = xr.DataArray(np.asarray(cells, np.float32).reshape(shape), dims=tuple(axes),
+                             coords=axes)
+        # Cells of the calibration window get their own threshold (matched by coordinate);
+        # any other cell keeps its land-cover group's.
+        here = table.reindex({d: tb[d].values for d in axes})
+        threshold = here.fillna(threshold.drop_vars(
+            [c for c in threshold.coords if c not in (dims.Y, dims.X)]))
+        rule += ("; cells of the calibration window use their own per-pass threshold "
+                 f"(median {float(np.median(cells)):g})")
+    return threshold, rule
 
 
 def run(root: str, options: RunOptions = RunOptions(), *, ref: apply.ModelRef | None = None,
