@@ -233,14 +233,21 @@ def test_end_to_end_on_sim_tiny(sim_tiny, tmp_path):
     url = g.run(root)
     ds = publish.open_product(root, "ft-smap-m36-v1")
     schema.check(ds, schema.FT_PRODUCT, context=url)
-    from pipeline.io import stores
+    # Default calibration: one threshold per cell and pass over the whole (training) window.
+    from pipeline import apply
 
-    static = stores.open_dataset(stores.static_url(root, ds.attrs["grid"]))
-    cell = freeze_thaw.thresholds_by_cell(
-        static["landcover"], [cal["thresholds"][n] for n in freeze_thaw.LANDCOVER_GROUPS])
-    p = ds[dims.THAW_PROBABILITY]
-    expect = xr.where(p.notnull(), (p >= cell).astype(int), -1).transpose(*p.dims)
-    np.testing.assert_array_equal(ds[dims.FT_STATE].fillna(-1).values, expect.values)
+    cfg = apply.load_bundle(ref).config
+    assert cal["level"] == "cell" and cal["cells"]["total"] == len(cfg["cell_thresholds"])
+    assert [cal["thresholds"][n] for n in freeze_thaw.LANDCOVER_GROUPS] == cfg["thaw_thresholds"]
+    table = np.asarray(cfg["cell_thresholds"]).reshape(
+        len(cfg["cell_threshold_pass"]), len(cfg["cell_threshold_y"]), len(cfg["cell_threshold_x"]))
+    p = ds[dims.THAW_PROBABILITY].transpose(dims.TIME, dims.PASS, dims.Y, dims.X).values
+    expect = np.where(np.isfinite(p), (p >= table[None]).astype(int), -1)
+    got = ds[dims.FT_STATE].fillna(-1).transpose(dims.TIME, dims.PASS, dims.Y, dims.X).values
+    np.testing.assert_array_equal(got, expect)
+    acc = cal["training_years_accuracy"]  # calibrated on the same days: never below 0.5's
+    assert acc["threshold_cell"] >= acc["threshold_group"] - 1e-9
+    assert acc["threshold_group"] >= acc["threshold_0.5"] - 1e-9
     assert json.loads(ds.attrs["tbcube_model_sha256"]) == {"ft_autoencoder": ref.sha256}
     out = g.validate(root)
     rep = json.loads(open(out).read())
@@ -387,3 +394,43 @@ def test_product_uses_checkpoint_thresholds_and_override(ft_model_ref, tmp_path)
     np.testing.assert_array_equal(
         same[dims.FT_STATE].values,
         xr.where(ok, (p >= 0.5).astype(int), -1).transpose(*state.dims).values)
+
+
+def test_product_cell_thresholds_by_coordinate_with_group_fallback(ft_model_ref, tmp_path):
+    """Per-cell/pass thresholds apply to the calibration window's cells (matched by y/x/pass
+    coordinate, so any sub-window works); other cells use their land-cover group's."""
+    import dataclasses
+
+    from pipeline import apply
+    from pipeline.graphs import freeze_thaw as g
+
+    bundle = apply.load_bundle(ft_model_ref)
+    names = list(freeze_thaw.LANDCOVER_GROUPS)
+    groups = [0.5] * len(names)
+    passes = [str(v) for v in TB[dims.PASS].values]
+    ys, xs = TB[dims.Y].values[:2], TB[dims.X].values[1:3]  # a 2 × 2 calibration window
+    cells = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9][: len(passes) * 4])
+    cfg = {**bundle.config, "thaw_thresholds": groups, "cell_thresholds": cells.tolist(),
+           "cell_threshold_pass": passes, "cell_threshold_y": ys.tolist(),
+           "cell_threshold_x": xs.tolist()}
+    ref = apply.save_bundle(dataclasses.replace(bundle, config=cfg),
+                            str(tmp_path / "ae-{sha12}.tbm"))
+    out = g.build_product(TB, STATIC, ref)
+    p = out[dims.THAW_PROBABILITY]
+    expect_t = np.full((len(passes), TB.sizes[dims.Y], TB.sizes[dims.X]), 0.5)
+    expect_t[:, :2, 1:3] = cells.reshape(len(passes), 2, 2)
+    thr = xr.DataArray(expect_t, dims=(dims.PASS, dims.Y, dims.X))
+    pv = p.transpose(dims.TIME, dims.PASS, dims.Y, dims.X).values
+    expect = np.where(np.isfinite(pv), (pv >= thr.values[None]).astype(int), -1)
+    got = out[dims.FT_STATE].transpose(dims.TIME, dims.PASS, dims.Y, dims.X).values
+    np.testing.assert_array_equal(got, expect)
+    # A sub-window (rows 1…) keeps the same thresholds for the same cells.
+    sub = g.build_product(TB.isel({dims.Y: slice(1, None)}), STATIC.isel({dims.Y: slice(1, None)}),
+                          ref)
+    np.testing.assert_array_equal(
+        sub[dims.FT_STATE].transpose(dims.TIME, dims.PASS, dims.Y, dims.X).values, got[:, :, 1:])
+    bad = {**cfg, "cell_thresholds": cells.tolist()[:-1]}
+    ref_bad = apply.save_bundle(dataclasses.replace(bundle, config=bad),
+                                str(tmp_path / "bad-{sha12}.tbm"))
+    with pytest.raises(Exception, match="cell_thresholds has"):
+        g.build_product(TB, STATIC, ref_bad)
