@@ -7,30 +7,13 @@ import pytest
 import xarray as xr
 
 from pipeline import dims
-from pipeline.io import provenance, publish, stores
+from pipeline.io import publish, stores
 from pipeline.runner import jobs, kinds
 
 PID = "ft-smap-n36-v1"
 
 
-@pytest.fixture(autouse=True)
-def _fixed_code_version(monkeypatch):
-    monkeypatch.setenv("TBCUBE_CODE_VERSION", "0.0.0+test")
-    provenance.code_version.cache_clear()
-    yield
-    provenance.code_version.cache_clear()
-
-
-@pytest.fixture
-def ft_archive(tmp_path, ft_synthetic, ft_model_ref):
-    """An archive root with tb/smap, static/N36 and a registered (untrained, seeded) model."""
-    tb, _, static = ft_synthetic
-    root = str(tmp_path / "archive")
-    stores.write_dataset(tb, stores.tb_url(root, "smap"))
-    stores.write_dataset(static, stores.static_url(root, "N36"))
-    stores.write_json(stores.join(root, "models", "ft_autoencoder-current.json"),
-                      {"uri": ft_model_ref.uri, "sha256": ft_model_ref.sha256, "grid": "N36"})
-    return root
+pytestmark = pytest.mark.usefixtures("fixed_code_version")
 
 
 @pytest.mark.slow

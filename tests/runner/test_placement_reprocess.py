@@ -33,12 +33,7 @@ GPU = {"GPU": 1}
 MODEL_LAYERS = ("run_block-", "run_array_block-")
 
 
-@pytest.fixture(autouse=True)
-def _fixed_code_version(monkeypatch):
-    monkeypatch.setenv("TBCUBE_CODE_VERSION", "0.0.0+test")
-    provenance.code_version.cache_clear()
-    yield
-    provenance.code_version.cache_clear()
+pytestmark = pytest.mark.usefixtures("fixed_code_version")
 
 
 def _annotations(da: xr.DataArray) -> dict[str, dict]:
@@ -88,25 +83,15 @@ def _same_key(job, root: str, parts: int) -> None:
 
 
 # --- freeze/thaw: the whole runner path, annotated part written on CPU ---------------------------
-@pytest.fixture
-def ft_root(tmp_path, ft_synthetic, ft_model_ref) -> str:
-    """tb/smap, static/N36 and a registered (untrained, seeded) autoencoder."""
-    tb, _, static = ft_synthetic
-    root = str(tmp_path / "archive")
-    stores.write_dataset(tb, stores.tb_url(root, "smap"))
-    stores.write_dataset(static, stores.static_url(root, "N36"))
-    stores.write_json(stores.join(root, "models", "ft_autoencoder-current.json"),
-                      {"uri": ft_model_ref.uri, "sha256": ft_model_ref.sha256, "grid": "N36"})
-    return root
 
 
-def test_run_part_places_ft_model_tasks_by_the_context(ft_root):
-    job = kinds.FreezeThawJob(product_id="ft-smap-n36-v1", root=ft_root, tile=1)
-    _same_key(job, ft_root, parts=3)
+def test_run_part_places_ft_model_tasks_by_the_context(ft_archive):
+    job = kinds.FreezeThawJob(product_id="ft-smap-n36-v1", root=ft_archive, tile=1)
+    _same_key(job, ft_archive, parts=3)
     rec = _Recording(job)
-    state = jobs.init(rec, _ctx(ft_root, GPU), parts=3)
-    assert jobs.run_part(rec, _ctx(ft_root, GPU), "1/3") == 1
-    assert jobs.run_part(rec, _ctx(ft_root), "2/3") == 2
+    state = jobs.init(rec, _ctx(ft_archive, GPU), parts=3)
+    assert jobs.run_part(rec, _ctx(ft_archive, GPU), "1/3") == 1
+    assert jobs.run_part(rec, _ctx(ft_archive), "2/3") == 2
     (r1, kw1, gpu_part), (r2, kw2, cpu_part) = rec.calls
     assert kw1 == {"resources": GPU} and kw2 == {}  # no keyword at all on CPU clusters
     _assert_models_on(gpu_part, dims.THAW_PROBABILITY, GPU)

@@ -21,20 +21,14 @@ import pytest
 import xarray as xr
 
 from pipeline import dims, errors
-from pipeline.io import provenance, publish, stores
+from pipeline.io import publish, stores
 from pipeline.runner import jobs, kinds_sm
 
 REPO = Path(__file__).resolve().parents[2]
 PARTS = 3  # the tiny archive has 79 rows: three 32-row pencil tiles
 
 
-@pytest.fixture(autouse=True)
-def _fixed_code_version(monkeypatch):
-    """Pin the code version: other commits landing mid-test must not make products stale."""
-    monkeypatch.setenv("TBCUBE_CODE_VERSION", "0.0.0+test")
-    provenance.code_version.cache_clear()
-    yield
-    provenance.code_version.cache_clear()
+pytestmark = pytest.mark.usefixtures("fixed_code_version")
 
 
 def _register_lstm(root: str, seed: int) -> str:
