@@ -118,14 +118,16 @@ class RetrievalConfig:
             raise ValueError("bounds must satisfy 0 < sm_min < sm_max and 0 <= vod_min < vod_max")
 
 
-def forward_tb(sm, vod, t_k, clay, sand, bulk_density, h, omega, config: RetrievalConfig):
+def forward_tb(sm, vod, t_k, clay, sand, bulk_density, h, omega, config: RetrievalConfig,
+               pol_ratio=None):
     """Forward model used by the retrieval: (TB_h, TB_v) [K], T_soil = T_canopy = ``t_k``.
 
     Args:
-      sm: Soil moisture [m3 m-3]; vod: nadir VOD [1]; t_k: effective temperature [K];
+      sm: Soil moisture [m3 m-3]; vod: nadir VOD (τ_H) [1]; t_k: effective temperature [K];
       clay, sand: mass fractions [0–1]; bulk_density [g cm-3]; h, omega: roughness and albedo [1].
       All broadcastable.
       config: Retrieval settings (dielectric model, frequency, incidence, Q, N).
+      pol_ratio: Per-pixel τ_V / τ_H (broadcastable), or None for ``config.vod_pol_ratio``.
 
     Returns:
       (tb_h, tb_v) [K], float32, broadcast shape.
@@ -135,7 +137,8 @@ def forward_tb(sm, vod, t_k, clay, sand, bulk_density, h, omega, config: Retriev
     theta = math.radians(config.incidence_deg)
     e_h, e_v = tau_omega.emissivity_hv(eps, h, config.q, config.n, theta)
     tb_h = tau_omega.tb_tau_omega(e_h, vod, omega, t_k, t_k, theta)
-    tb_v = tau_omega.tb_tau_omega(e_v, vod * config.vod_pol_ratio, omega, t_k, t_k, theta)
+    ratio = config.vod_pol_ratio if pol_ratio is None else pol_ratio
+    tb_v = tau_omega.tb_tau_omega(e_v, vod * ratio, omega, t_k, t_k, theta)
     return tb_h, tb_v
 
 
@@ -164,7 +167,7 @@ def correct_open_water(tb_v, tb_h, t_k, water_fraction, config: RetrievalConfig)
 def _emissivities(sm, vod, pixel, config):
     """(E_core, E_col) of the soil–canopy system for [pass]-shaped sm, vod."""
     e_h, e_v = forward_tb(sm, vod, 1.0, pixel["clay"], pixel["sand"], pixel["bulk_density"],
-                          pixel["h"], pixel["omega"], config)
+                          pixel["h"], pixel["omega"], config, pixel["pol_ratio"])
     return (e_v, e_h) if config.core_pol == "V" else (e_h, e_v)
 
 
@@ -252,7 +255,7 @@ def _solve_pixel(pixel, config):
 
 
 def retrieve(tb_v, tb_h, t_k, clay, sand, bulk_density, h, omega, vod_prior,
-             water_fraction=None, *, config: RetrievalConfig):
+             water_fraction=None, pol_ratio=None, *, config: RetrievalConfig):
     """Retrieve SM and VOD for a batch of pixels with AM and PM passes.
 
     Args:
@@ -263,6 +266,8 @@ def retrieve(tb_v, tb_h, t_k, clay, sand, bulk_density, h, omega, vod_prior,
       h, omega: Roughness and single-scattering albedo assumed by the retrieval [1], [batch, 2].
       vod_prior: Prior VOD [1], [batch, 2].
       water_fraction: Open-water fraction [0–1], [batch, 2], or None (no water correction).
+      pol_ratio: τ_V / τ_H per pixel [1], [batch, 2], or None (``config.vod_pol_ratio``);
+        NaN entries also fall back to ``config.vod_pol_ratio``.
       config: Static retrieval settings.
 
     Returns:
@@ -298,6 +303,8 @@ def retrieve(tb_v, tb_h, t_k, clay, sand, bulk_density, h, omega, vod_prior,
         "h": clean(h, 0.12),
         "omega": clean(omega, 0.05),
         "vod_prior": clean(vod_prior, 0.2),
+        "pol_ratio": (jnp.full(obs_valid.shape, config.vod_pol_ratio, jnp.float32)
+                      if pol_ratio is None else clean(pol_ratio, config.vod_pol_ratio)),
     }
     x, converged, rms = jax.vmap(lambda p: _solve_pixel(p, config))(pixel)
     rms = jnp.broadcast_to(rms[:, None], obs_valid.shape)
@@ -315,7 +322,7 @@ retrieve_batch = jax.jit(retrieve, static_argnames=("config",))
 
 
 def retrieve_with_settings(tb_v, tb_h, t_k, water_fraction, clay, sand, bulk_density, h, omega,
-                           vod_prior, *, config: tuple):
+                           vod_prior, pol_ratio=None, *, config: tuple):
     """:func:`retrieve` with settings given as a hashable tuple of ``(field, value)`` pairs.
 
     The kernel entry point used by ``pipeline.apply.apply_array_kernel``
@@ -324,14 +331,15 @@ def retrieve_with_settings(tb_v, tb_h, t_k, water_fraction, clay, sand, bulk_den
     """
     cfg = RetrievalConfig(**dict(config))
     return retrieve(tb_v, tb_h, t_k, clay, sand, bulk_density, h, omega, vod_prior,
-                    water_fraction, config=cfg)
+                    water_fraction, pol_ratio, config=cfg)
 
 
-def forward_tb_with_settings(sm, vod, t_k, clay, sand, bulk_density, h, omega, *, config: tuple):
+def forward_tb_with_settings(sm, vod, t_k, clay, sand, bulk_density, h, omega, pol_ratio=None, *,
+                             config: tuple):
     """:func:`forward_tb` with settings as a ``(field, value)`` tuple (kernel entry point).
 
     Returns:
       (tb_h, tb_v) [K], float32, broadcast shape of the inputs.
     """
     cfg = RetrievalConfig(**dict(config))
-    return forward_tb(sm, vod, t_k, clay, sand, bulk_density, h, omega, cfg)
+    return forward_tb(sm, vod, t_k, clay, sand, bulk_density, h, omega, cfg, pol_ratio)

@@ -83,7 +83,17 @@ class RetrievalParams:
       sigma_core_k, sigma_col_k: Expected misfits of the core and collaborative channels [K].
       sigma_vod_prior, sigma_sm_prior: Prior widths (weak by default).
       sigma_vod_pass: AM/PM VOD coupling width (``inf`` = passes independent).
-      vod_pol_ratio: Assumed τ_V / τ_H (1: polarisation-independent VOD, as SMAP L2).
+      vod_pol_ratio: Assumed τ_V / τ_H (1: polarisation-independent VOD, as SMAP L2) for
+        classes not in ``pol_ratio_by_class``.
+      pol_ratio_by_class: ``(igbp, τ_V/τ_H)`` rows, e.g. from ``tbcube sm tune`` (calibrated
+        against in-situ stations); empty = ``vod_pol_ratio`` everywhere.
+      vod_window_days: Multi-temporal second stage (as MT-DCA: vegetation changes slowly):
+        the stage-1 VOD is smoothed by a running median over this many days and the retrieval
+        is repeated with that VOD as a tight prior, so day-to-day errors of the effective
+        temperature no longer pass into SM through VOD.  ≤ 1 disables the stage.
+      sigma_vod_window: Width of the stage-2 VOD prior [1].
+      sigma_core_window_k: Core-channel misfit of stage 2 [K] (VOD is known there, so SM comes
+        mainly from the temperature-free channel ratio).
       n_iter: Levenberg–Marquardt iterations.
       max_residual_k: RMS residual above which a pixel counts as not converged [K].
       water_correction: Remove the open-water emission before retrieving.
@@ -112,6 +122,10 @@ class RetrievalParams:
     sigma_sm_prior: float = 2.0
     sigma_vod_pass: float = 0.05
     vod_pol_ratio: float = 1.0
+    pol_ratio_by_class: tuple[tuple[int, float], ...] = ()
+    vod_window_days: int = 11
+    sigma_vod_window: float = 0.02
+    sigma_core_window_k: float = 4.0
     n_iter: int = 25
     max_residual_k: float = 5.0
     water_correction: bool = True
@@ -125,8 +139,22 @@ class RetrievalParams:
     tb_max_k: float = 340.0
     batch: int = 4096
 
-    def kernel_settings(self, *, incidence_deg: float) -> tuple:
-        """The hashable settings tuple handed to the retrieval kernel."""
+    def __post_init__(self):
+        for row in self.pol_ratio_by_class:
+            if len(row) != 2 or not 0.5 <= float(row[1]) <= 2.0:
+                raise errors.ConfigError(
+                    f"pol_ratio_by_class: row {row!r} must be (igbp, ratio) with ratio in "
+                    "[0.5, 2]")
+        if self.vod_window_days > 1 and self.vod_window_days % 2 == 0:
+            raise errors.ConfigError(
+                f"vod_window_days: {self.vod_window_days} must be odd (a centred window)")
+
+    def kernel_settings(self, *, incidence_deg: float, stage: int = 1) -> tuple:
+        """The hashable settings tuple handed to the retrieval kernel (``stage`` 1 or 2).
+
+        τ_V/τ_H is not in it: it goes to the kernel per pixel (``pol_ratio`` input, from
+        ``pol_ratio_by_class`` and ``vod_pol_ratio``), so trial ratios share one compile.
+        """
         settings = {
             "freq_ghz": SMAP_FREQ_GHZ,
             "incidence_deg": float(incidence_deg),
@@ -138,12 +166,11 @@ class RetrievalParams:
             "sm_max": self.sm_max,
             "vod_min": self.vod_min,
             "vod_max": self.vod_max,
-            "sigma_core_k": self.sigma_core_k,
+            "sigma_core_k": self.sigma_core_k if stage == 1 else self.sigma_core_window_k,
             "sigma_col_k": self.sigma_col_k,
-            "sigma_vod_prior": self.sigma_vod_prior,
+            "sigma_vod_prior": self.sigma_vod_prior if stage == 1 else self.sigma_vod_window,
             "sigma_sm_prior": self.sigma_sm_prior,
             "sigma_vod_pass": self.sigma_vod_pass,
-            "vod_pol_ratio": self.vod_pol_ratio,
             "n_iter": self.n_iter,
             "max_residual_k": self.max_residual_k,
             "water_correction": self.water_correction,
@@ -204,6 +231,55 @@ def landcover_parameters(landcover: xr.DataArray, table=DEFAULT_LANDCOVER_PARAMS
                             output_dtypes=[np.float32])
         out.append(da.rename(name))
     return tuple(out)
+
+
+def class_values(landcover: xr.DataArray, table, default: float, name: str) -> xr.DataArray:
+    """Per-pixel value from ``(igbp, value)`` rows (y, x); classes not listed get ``default``."""
+    lut = np.full(256, default, np.float32)
+    for igbp, value in table:
+        lut[int(igbp)] = value
+
+    def look(lc):
+        idx = np.clip(np.nan_to_num(np.asarray(lc, float), nan=0.0), 0, 255).astype(int)
+        return lut[idx]
+
+    return xr.apply_ufunc(look, landcover, dask="parallelized",
+                          output_dtypes=[np.float32]).rename(name)
+
+
+def _running_median(a: np.ndarray, window: int, min_count: int = 3) -> np.ndarray:
+    """Centred running nan-median along axis 0 (edges see a shorter window); NaN if < min_count."""
+    half = window // 2
+    pad = np.full((half,) + a.shape[1:], np.nan, np.float32)
+    padded = np.concatenate([pad, np.asarray(a, np.float32), pad], axis=0)
+    win = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)
+    count = np.isfinite(win).sum(axis=-1)
+    # all-NaN windows get zeros (their result is discarded) so nanmedian never warns
+    med = np.nanmedian(np.where(count[..., None] > 0, win, 0.0), axis=-1)
+    return np.where(count >= min_count, med, np.nan).astype(np.float32)
+
+
+def smooth_vod(vod: xr.DataArray, window_days: int) -> xr.DataArray:
+    """Running median of the pass-mean VOD over ``window_days`` (centred; ≥ 3 values), (t, y, x).
+
+    Lazy on dask input with the input's chunks (``map_overlap`` along time; the chunks along
+    time must be at least half the window).  NaN where fewer than three retrievals fall in the
+    window.
+    """
+    v = vod.mean(dims.PASS).transpose(dims.TIME, ...)
+    win = int(window_days)
+    if v.chunks is None:
+        return v.copy(data=_running_median(v.values, win))
+    import dask.array as dsa
+
+    half = win // 2
+    data = v.data
+    if min(data.chunks[0]) < half:
+        data = data.rechunk({0: max(half, max(data.chunks[0]))})
+    out = dsa.map_overlap(_running_median, data, depth={0: half} | {i: 0 for i in
+                                                                      range(1, data.ndim)},
+                          boundary="none", window=win, dtype=np.float32, trim=True)
+    return v.copy(data=out)
 
 
 def _aligned(da: xr.DataArray, like: xr.DataArray, name: str) -> xr.DataArray:
@@ -323,20 +399,34 @@ def retrieve_smap(
     flags = flags | _bit(no_t, qc.QC.INSUFFICIENT_OBS)
     masked = masked | no_t
     h, omega, vod_prior = landcover_parameters(static["landcover"], params.landcover_params)
-
-    inputs = [tb_v.where(~masked), tb_h.where(~masked), t_eff, static["water_fraction"],
-              static["clay_fraction"], static["sand_fraction"], static["bulk_density"],
-              h, omega, vod_prior]
-    inputs = [a.astype(np.float32) for a in inputs]
-    sm, vod, converged, _ = apply_kernel(
-        KERNEL, inputs, core_dim=dims.PASS, n_outputs=4,
-        config=params.kernel_settings(incidence_deg=incidence),
-        batch=params.batch,
-        # Rows with no TB in either pass (masked, swath gaps, outside the mission) are not
-        # computed: the kernel returns (NaN, NaN, 0, NaN) for them (tested).
-        skip_empty=(0, KERNEL_EMPTY_ROW))
+    pol_ratio = class_values(static["landcover"], params.pol_ratio_by_class,
+                             params.vod_pol_ratio, "pol_ratio")
     order = (dims.TIME, dims.PASS, dims.Y, dims.X)
-    sm, vod, converged = (a.transpose(*order) for a in (sm, vod, converged))
+
+    def run(tb_v_in, tb_h_in, prior, stage):
+        inputs = [tb_v_in, tb_h_in, t_eff, static["water_fraction"], static["clay_fraction"],
+                  static["sand_fraction"], static["bulk_density"], h, omega, prior, pol_ratio]
+        inputs = [a.astype(np.float32) for a in inputs]
+        out = apply_kernel(
+            KERNEL, inputs, core_dim=dims.PASS, n_outputs=4,
+            config=params.kernel_settings(incidence_deg=incidence, stage=stage),
+            batch=params.batch,
+            # Rows with no TB in either pass (masked, swath gaps, outside the mission) are not
+            # computed: the kernel returns (NaN, NaN, 0, NaN) for them (tested).
+            skip_empty=(0, KERNEL_EMPTY_ROW))
+        return tuple(a.transpose(*order) for a in out[:3])
+
+    sm, vod, converged = run(tb_v.where(~masked), tb_h.where(~masked), vod_prior, 1)
+    if params.vod_window_days > 1:
+        # Stage 2 (multi-temporal): VOD from the running median of the converged stage-1 VOD,
+        # imposed as a tight prior; SM then rests on the temperature-free V/H ratio.  Days
+        # with < 3 stage-1 VODs in the window keep their stage-1 values.
+        vs = smooth_vod(vod.where(converged >= 0.5), params.vod_window_days)
+        use2 = ~masked & vs.notnull()
+        prior2 = vs.broadcast_like(vod).transpose(*order)
+        sm2, vod2, conv2 = run(tb_v.where(use2), tb_h.where(use2), prior2, 2)
+        sm, vod, converged = (xr.where(use2, b, a) for a, b in
+                              ((sm, sm2), (vod, vod2), (converged, conv2)))
 
     attempted = ~masked
     not_conv = attempted & (converged < 0.5)

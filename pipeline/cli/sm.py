@@ -14,11 +14,48 @@ from pipeline.cli._common import echo_progress, print_url, root_option
 
 @click.group("sm")
 def sm() -> None:
-    """Soil moisture: retrieve (SMAP multi-channel retrieval) | train | harmonise | fuse | validate.
+    """Soil moisture: tune | retrieve (SMAP multi-channel retrieval) | train | harmonise | fuse |
+    validate.
 
     \b
+    tbcube sm tune --root URL --years 2015,2016,2017   # τV/τH per land cover at stations
     tbcube sm retrieve --root URL   # → {root}/products/sm-smap-{grid}-v1/<version>.zarr
     """
+
+
+def _years(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(y) for y in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected comma-separated years, e.g. 2015,2016",
+                                 param_hint="--years") from None
+
+
+@sm.command("tune")
+@root_option
+@click.option("--years", default=None, metavar="Y1,Y2",
+              help="Tuning years (default: all SMAP years; score skill on the others).")
+@click.option("--network", default=None, help="In-situ network (default: the simulator's).")
+@click.option("--min-stations", default=3, show_default=True, type=click.IntRange(1, None),
+              help="Stations a land-cover class needs for its own ratio.")
+def tune_cmd(root: str, years: str | None, network: str | None, min_stations: int) -> None:
+    """Fit the retrieval's τV/τH per land-cover class against in-situ soil moisture.
+
+    Runs the retrieval at the station cells for three trial ratios, takes per class the ratio
+    of zero mean bias, and writes {root}/models/sm-retrieval-tuned.json (used by 'sm retrieve'
+    from then on) and {root}/reports/sm-tune.json; prints the table's URL last.
+    """
+    from pipeline.graphs import retrieval_tune
+
+    doc = retrieval_tune.tune(root, years=_years(years), network=network,
+                              min_stations=min_stations, progress=echo_progress)
+    for c, info in doc["classes"].items():
+        click.echo(f"class {c:>3}: {info['n_stations']} stations, bias at τV/τH "
+                   f"{doc['trials']}: {info['bias_at_trials']} → {info['pol_ratio']} "
+                   f"({info['source']})", err=True)
+    print_url(retrieval_tune.tuned_url(root))
 
 
 @sm.command("retrieve")
@@ -33,8 +70,12 @@ def sm() -> None:
 @click.option("--n-iter", default=25, show_default=True, type=click.IntRange(1, 500),
               help="Levenberg–Marquardt iterations.")
 @click.option("--no-water-correction", is_flag=True, help="Do not remove open-water emission.")
+@click.option("--vod-window-days", default=11, show_default=True, type=click.IntRange(0, 61),
+              help="Multi-temporal VOD stage: running-median window in days (odd; 0 = off).")
+@click.option("--tuned/--no-tuned", default=None,
+              help="Use models/sm-retrieval-tuned.json from 'sm tune' (default: when present).")
 def retrieve_cmd(root: str, dielectric: str, core_pol: str, sigma_vod_pass: float, n_iter: int,
-                 no_water_correction: bool) -> None:
+                 no_water_correction: bool, vod_window_days: int, tuned: bool | None) -> None:
     """Retrieve soil moisture and VOD from tb/smap.zarr; publish sm-smap-{grid}-v1.
 
     Writes the skill report (bias / ubRMSD vs truth by VOD bin and land cover, when the archive
@@ -45,13 +86,15 @@ def retrieve_cmd(root: str, dielectric: str, core_pol: str, sigma_vod_pass: floa
 
     params = soil_moisture.RetrievalParams(
         dielectric=dielectric, core_pol=core_pol, sigma_vod_pass=sigma_vod_pass, n_iter=n_iter,
-        water_correction=not no_water_correction)
-    url, rep = retrieval.run(root, params, progress=echo_progress)
-    target = rep.get("target_vod_le_0.5")
-    if target and target.get("n"):
-        click.echo(f"VOD ≤ 0.5: bias {target['bias']:+.4f}, ubRMSD per pixel (median) "
-                   f"{target['ubrmsd_per_pixel_median']}, pooled {target['ubrmsd_pooled']} "
-                   f"m3/m3 (n={target['n']})", err=True)
+        water_correction=not no_water_correction, vod_window_days=vod_window_days)
+    url, rep = retrieval.run(root, params, use_tuned=tuned, progress=echo_progress)
+    for key, what in (("target_vod_le_0.5", "VOD ≤ 0.5"),
+                      ("target_vod_le_0.5_holdout", "VOD ≤ 0.5, cells/years not tuned on")):
+        target = rep.get(key)
+        if target and target.get("n"):
+            click.echo(f"{what}: bias {target['bias']:+.4f}, ubRMSD per pixel (median) "
+                       f"{target['ubrmsd_per_pixel_median']}, pooled {target['ubrmsd_pooled']} "
+                       f"m3/m3 (n={target['n']})", err=True)
     click.echo(json.dumps(rep.get("flag_counts", {})), err=True)
     print_url(url)
 

@@ -157,12 +157,36 @@ def _score(est: xr.DataArray, ref: xr.DataArray, sel: xr.DataArray) -> dict:
     }
 
 
-def report(product: xr.Dataset, truth: xr.Dataset | None, static: xr.Dataset) -> dict:
+def _meets(t: dict) -> None:
+    if t.get("n"):
+        ub = t["ubrmsd_per_pixel_median"] if t["ubrmsd_per_pixel_median"] is not None \
+            else t["ubrmsd_pooled"]
+        t["meets_target"] = bool(ub <= 0.03 and abs(t["bias"]) <= 0.01)
+
+
+def _holdout_mask(sm: xr.DataArray, holdout: dict) -> xr.DataArray:
+    """True on cells and years that parameter tuning did not see."""
+    years = np.asarray(sorted(holdout.get("years", [])), int)
+    keep_t = ~sm[dims.TIME].dt.year.isin(years)
+    cells = np.zeros((sm.sizes[dims.Y], sm.sizes[dims.X]), bool)
+    for r, c in holdout.get("station_cells", []):
+        if 0 <= r < cells.shape[0] and 0 <= c < cells.shape[1]:
+            cells[r, c] = True
+    keep_c = xr.DataArray(~cells, dims=(dims.Y, dims.X),
+                          coords={dims.Y: sm[dims.Y], dims.X: sm[dims.X]})
+    return keep_t & keep_c
+
+
+def report(product: xr.Dataset, truth: xr.Dataset | None, static: xr.Dataset,
+           holdout: dict | None = None) -> dict:
     """Retrieval skill vs truth by VOD bin and land cover, plus QC statistics (numpy, eager).
 
     ``ubrmsd_per_pixel_median`` is the SMAP-style metric (ubRMSD of each pixel's time series,
     median over pixels with ≥ 10 pairs); ``ubrmsd_pooled`` removes only the overall mean.
     The acceptance target (issue 5): ubRMSD ≤ 0.03 m3 m-3 and |bias| ≤ 0.01 where VOD ≤ 0.5.
+    ``holdout`` (the tuned table of :mod:`pipeline.graphs.retrieval_tune`: ``years`` and
+    ``station_cells``) adds ``target_vod_le_0.5_holdout``, the same scores on the cells and
+    years the station tuning did not see; the acceptance verdict is then the holdout's.
     """
     product = product.load()
     flags = product[dims.QUALITY_FLAG]
@@ -188,11 +212,11 @@ def report(product: xr.Dataset, truth: xr.Dataset | None, static: xr.Dataset) ->
     if vod_true is not None:
         vod_b = xr.broadcast(vod_true, sm_b)[0]
         out["target_vod_le_0.5"] = _score(sm_b, ref, valid & (vod_b <= 0.5))
-        t = out["target_vod_le_0.5"]
-        if t.get("n"):
-            ub = t["ubrmsd_per_pixel_median"] if t["ubrmsd_per_pixel_median"] is not None \
-                else t["ubrmsd_pooled"]
-            t["meets_target"] = bool(ub <= 0.03 and abs(t["bias"]) <= 0.01)
+        _meets(out["target_vod_le_0.5"])
+        if holdout:
+            out["target_vod_le_0.5_holdout"] = _score(
+                sm_b, ref, valid & (vod_b <= 0.5) & _holdout_mask(sm_b, holdout))
+            _meets(out["target_vod_le_0.5_holdout"])
         out["by_vod"] = {}
         for lo, hi in zip(VOD_BINS[:-1], VOD_BINS[1:], strict=True):
             key = f"{lo:g}-{hi:g}"
@@ -207,14 +231,38 @@ def report(product: xr.Dataset, truth: xr.Dataset | None, static: xr.Dataset) ->
     return out
 
 
+def apply_tuned(params: soil_moisture.RetrievalParams, tuned: dict
+                ) -> soil_moisture.RetrievalParams:
+    """``params`` with the station-tuned τV/τH table (``tbcube sm tune``) in place."""
+    table = tuple((int(c), float(r)) for c, r in tuned.get("pol_ratio_by_class", []))
+    default = tuned.get("default_pol_ratio")
+    return dataclasses.replace(
+        params, pol_ratio_by_class=table,
+        vod_pol_ratio=float(default) if default is not None else params.vod_pol_ratio)
+
+
 def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
-        storage_options=None, resources: dict | None = None,
+        storage_options=None, resources: dict | None = None, use_tuned: bool | None = None,
         progress: Progress = None) -> tuple[str, dict]:
     """Build and publish ``sm-smap-{grid}-v1`` and write the report; returns (URL, report).
 
     ``resources``: Dask resource annotation of the kernel tasks (``{"GPU": 1}`` on GPU clusters).
+    ``use_tuned``: apply ``{root}/models/sm-retrieval-tuned.json`` (``tbcube sm tune``): None =
+    when it exists, True = required, False = never.
     """
+    from pipeline.graphs import retrieval_tune
+
     params = params or soil_moisture.RetrievalParams()
+    tuned = None
+    if use_tuned is not False:
+        tuned = retrieval_tune.load_tuned(root, storage_options)
+        if tuned is None and use_tuned:
+            raise errors.StoreNotFound(
+                f"{retrieval_tune.tuned_url(root)}: no tuned table; run 'tbcube sm tune' first")
+    if tuned is not None:
+        params = apply_tuned(params, tuned)
+        _log(progress, f"τV/τH by class from {retrieval_tune.tuned_url(root)}: "
+             f"{list(params.pol_ratio_by_class)} (others {params.vod_pol_ratio})")
     inputs = open_inputs(root, storage_options)
     grid_name = inputs["grid"]
     if inputs["surface_temperature"] is None:
@@ -240,7 +288,12 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
     written = stores.open_dataset(url, storage_options=storage_options)
     rep = {"product_id": pid, "product_url": url,
            "effective_temperature": inputs["temperature_source"],
-           **report(written, inputs["truth"], inputs["static"])}
+           "tuning": None if tuned is None else {
+               "table": retrieval_tune.tuned_url(root), "years": tuned.get("years"),
+               "n_station_cells": len(tuned.get("station_cells", [])),
+               "pol_ratio_by_class": [list(r) for r in params.pol_ratio_by_class],
+               "other_classes": params.vod_pol_ratio},
+           **report(written, inputs["truth"], inputs["static"], holdout=tuned)}
     stores.write_json(stores.reports_url(root, "sm-retrieval.json"), rep, storage_options)
     _log(progress, f"report {stores.reports_url(root, 'sm-retrieval.json')}")
     return url, rep

@@ -117,8 +117,10 @@ def _section_retrieval(rep: Mapping | None) -> str:
     if not rep:
         return "<p class='missing'>sm-retrieval.json: missing</p>"
     rows = []
-    for key in ("all", "target_vod_le_0.5"):
-        d = rep.get(key) or {}
+    for key in ("all", "target_vod_le_0.5", "target_vod_le_0.5_holdout"):
+        d = rep.get(key)
+        if d is None:
+            continue
         rows.append((key, d.get("n"), d.get("bias"), d.get("ubrmsd_per_pixel_median"),
                      d.get("ubrmsd_pooled"), d.get("rmsd")))
     for k, d in (rep.get("by_vod") or {}).items():
