@@ -208,12 +208,17 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
     bias_st = np.where(usable[None], diff.sum(axis=2) / np.maximum(n_days, 1)[None], np.nan)
     lc = np.asarray(sub_static["landcover"].isel({dims.X: 0}).values).astype(int)
     p = np.asarray(trials, float)
-    pooled_curve = bias_st[:, usable].mean(axis=1)
+    # The all-station ratio (classes with too few stations, classes without any) is fitted on
+    # the stations where the ratio acts: bare-soil stations would only shift the curve.
+    curves = {c: bias_st[:, usable & (lc == c)].mean(axis=1)
+              for c in sorted(set(lc[usable].tolist()))}
+    acts = np.isin(lc, [c for c, b in curves.items() if b[-1] - b[0] >= MIN_LEVERAGE])
+    pooled_curve = bias_st[:, usable & acts].mean(axis=1) if (usable & acts).any() else \
+        bias_st[:, usable].mean(axis=1)
     pooled_p, pooled_how = _zero_crossing(p, pooled_curve)
     table, classes = [], {}
-    for c in sorted(set(lc[usable].tolist())):
+    for c, curve in curves.items():
         members = usable & (lc == c)
-        curve = bias_st[:, members].mean(axis=1)
         ratio, how = _zero_crossing(p, curve)
         enough = int(members.sum()) >= min_stations
         if how == "no leverage":

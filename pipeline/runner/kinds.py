@@ -223,7 +223,7 @@ class SmapRetrievalJob(_PixelwiseJob):
                 v = inputs.get(k)
                 if v is not None and all(d in v.dims for d in region):
                     inputs[k] = v.isel(dict(region))
-        out = retrieval.build_product(inputs, soil_moisture.RetrievalParams(),
+        out = retrieval.build_product(inputs, self._params,
                                       resources=dict(resources) if resources else None)
         # the inputs' chunks (ancillary, static) leak into the product: impose the job's layout
         return out.chunk({d: c for d, c in self.chunks.items() if d in out.dims})
@@ -243,10 +243,19 @@ class SmapRetrievalJob(_PixelwiseJob):
     def models(self) -> Mapping[str, str]:
         return {}
 
-    def settings(self) -> Mapping[str, Any]:
+    @functools.cached_property
+    def _params(self):
+        """Default settings, with the station-tuned τV/τH table when ``sm tune`` wrote one."""
         from pipeline import soil_moisture
+        from pipeline.graphs import retrieval, retrieval_tune
 
-        return {"retrieval": dataclasses.asdict(soil_moisture.RetrievalParams()),
+        tuned = retrieval_tune.load_tuned(self.root, self.storage_options)
+        params = soil_moisture.RetrievalParams()
+        return params if tuned is None else retrieval.apply_tuned(params, tuned)
+
+    def settings(self) -> Mapping[str, Any]:
+        # the tuned table is part of the settings: re-tuning makes the product stale
+        return {"retrieval": dataclasses.asdict(self._params),
                 "time_range": list(self.time_range or [])}
 
 

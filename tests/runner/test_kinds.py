@@ -76,3 +76,13 @@ def test_sm_job_in_parts_equals_the_eager_product(sm_archive, tmp_path):
     assert np.isfinite(got[dims.SOIL_MOISTURE]).any()
     assert jobs.plan(job, ctx, parts=3).action == "up-to-date"
     assert jobs.JOB_KINDS["sm-smap"] == "pipeline.runner.kinds:smap_retrieval_job"
+    # a station-tuned τV/τH table ('tbcube sm tune') is part of the settings: the product is
+    # stale once one is written, and the job then retrieves with it
+    from pipeline.graphs import retrieval_tune
+
+    stores.write_json(retrieval_tune.tuned_url(root),
+                      {"pol_ratio_by_class": [[10, 1.1]], "default_pol_ratio": 1.05})
+    tuned_job = kinds.SmapRetrievalJob(product_id=pid, root=root, tile=2)
+    assert tuned_job._params.pol_ratio_by_class == ((10, 1.1),)
+    assert tuned_job._params.vod_pol_ratio == 1.05
+    assert jobs.plan(tuned_job, ctx, parts=3).action != "up-to-date"
