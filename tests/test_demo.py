@@ -261,3 +261,28 @@ def test_tbcube_demo_tiny_end_to_end(sim_tiny, tmp_path):
     assert npr["measured"] == ft["stations"]["npr"]["overall"]["accuracy"]
     assert npr["status"] == ("pass" if 0.75 <= npr["measured"] <= 0.90 else "fail")
     assert re.search(r"stage_times\.png", page)
+
+
+def test_retrieval_check_uses_the_holdout_and_fusion_the_common_support():
+    """With a station-tuned retrieval the verdict is the holdout's (cells/years never tuned on);
+    fused vs sensor is judged on the pixel-days both cover (TMI only sees ±38°)."""
+    ret = _retrieval(0.025, -0.004)
+    ret["target_vod_le_0.5_holdout"] = {"n": 40, "bias": 0.015,
+                                        "ubrmsd_per_pixel_median": 0.027, "ubrmsd_pooled": 0.03}
+    val = _val({"tmi": 0.031, "gmi": 0.045}, 0.04)        # fused overall worse than TMI's own
+    val["fused_vs_sensor_common_support"] = {
+        "tmi": {"sensor": {"ubrmsd_per_pixel_median": 0.031},
+                "fused": {"ubrmsd_per_pixel_median": 0.029}},
+        "gmi": {"sensor": {"ubrmsd_per_pixel_median": 0.045},
+                "fused": {"ubrmsd_per_pixel_median": 0.041}}}
+    by = {c.name: c for c in targets.check_all(
+        {"a": {"sm-retrieval.json": ret, "sm-validation.json": val}}, ROLES)}
+    bias = by["|bias| where VOD ≤ 0.5"]
+    assert (bias.measured, bias.status) == (0.015, "fail") and "holdout" in bias.detail
+    assert by["ubRMSD where VOD ≤ 0.5"].measured == 0.027
+    fus = by["fused − sensor ubRMSD on common pixel-days (worst sensor)"]
+    assert fus.status == "pass" and fus.measured == pytest.approx(-0.002) and "tmi" in fus.detail
+    val["fused_vs_sensor_common_support"]["gmi"]["fused"]["ubrmsd_per_pixel_median"] = 0.046
+    by = {c.name: c for c in targets.check_all({"a": {"sm-validation.json": val}}, ROLES)}
+    fus = by["fused − sensor ubRMSD on common pixel-days (worst sensor)"]
+    assert fus.status == "fail" and "gmi" in fus.detail

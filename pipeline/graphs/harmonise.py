@@ -548,11 +548,34 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
         both = fz.notnull() & tr.notnull()
         report["handovers_vs_truth"] = fuse.handover_diagnostics(
             fz.where(both).mean((dims.Y, dims.X)), reference=tr.where(both).mean((dims.Y, dims.X)))
-    if "fused" in report["against_truth_unseen"]:
-        singles = {k: v["ubrmsd"] for k, v in report["against_truth_unseen"].items()
-                   if k in HARMONISED_SENSORS and v["ubrmsd"] is not None}
-        report["fused_beats_every_sensor"] = bool(singles) and all(
-            report["against_truth_unseen"]["fused"]["ubrmsd"] < v for v in singles.values())
+    if truth_daily is not None and "fused" in products:
+        # Fused vs each sensor on the same pixel-days (unseen): each sensor's own score covers
+        # only its swaths and latitudes (TMI: ±38°), so the fused product is compared with it
+        # where both exist; per-pixel median ubRMSD, as the report checks it.
+        fz = fuse.daily_mean_of_passes(products["fused"]).load()
+        tr = truth_daily.reindex_like(fz)
+        unseen = held | (fz[dims.TIME].dt.year == settings.test_year)
+        common = {}
+        for s in HARMONISED_SENSORS:
+            if s not in products:
+                continue
+            one = fuse.daily_mean_of_passes(products[s]).load().reindex_like(fz)
+            both = unseen & fz.notnull() & one.notnull() & tr.notnull()
+            if not bool(both.any()):
+                continue
+            common[s] = {"sensor": _score(one.where(both), tr.where(both),
+                                          (dims.TIME, dims.Y, dims.X)),
+                         "fused": _score(fz.where(both), tr.where(both),
+                                         (dims.TIME, dims.Y, dims.X))}
+        report["fused_vs_sensor_common_support"] = common
+
+        def key(d):
+            v = d.get("ubrmsd_per_pixel_median")
+            return v if v is not None else d.get("ubrmsd")
+
+        report["fused_beats_every_sensor"] = bool(common) and all(
+            key(c["fused"]) is not None and key(c["sensor"]) is not None
+            and key(c["fused"]) < key(c["sensor"]) for c in common.values())
     from pipeline.graphs import sm_figures
 
     report["figures"] = sm_figures.write_figures(root, g, report, storage_options)

@@ -196,11 +196,26 @@ def _lstm(val: Mapping | None, fuse: Mapping | None, archive: str) -> list[Check
         out.append(Check("LSTM harmonisation", "per-sensor ubRMSD vs truth (unseen)", None,
                          f"≤ {lim:g} m3 m-3", MISSING, "sm-validation.json missing", archive))
     fused, which = _ubrmsd(truth.get("fused"))
-    best = min((v for v in singles.values() if v is not None), default=None)
-    out.append(Check("fusion", "fused ubRMSD vs truth (unseen)", fused,
-                     "< every sensor" + (f" (best {best:.4f})" if best is not None else ""),
-                     _verdict(None if fused is None or best is None else fused < best),
-                     f"sm-validation.json against_truth_unseen.fused.{which}", archive))
+    common = _get(val, "fused_vs_sensor_common_support") or {}
+    if common:
+        # each sensor against the fused product on the same pixel-days (fair for TMI's ±38°)
+        margins = {s: (_ubrmsd(c.get("fused"))[0], _ubrmsd(c.get("sensor"))[0])
+                   for s, c in common.items()}
+        margins = {s: (f, o) for s, (f, o) in margins.items() if f is not None and o is not None}
+        worst = max(margins.items(), key=lambda kv: kv[1][0] - kv[1][1]) if margins else None
+        out.append(Check(
+            "fusion", "fused − sensor ubRMSD on common pixel-days (worst sensor)",
+            None if worst is None else round(worst[1][0] - worst[1][1], 5), "< 0 for every sensor",
+            _verdict(None if worst is None else worst[1][0] < worst[1][1]),
+            "sm-validation.json fused_vs_sensor_common_support, per-pixel median; worst "
+            + (f"{worst[0]}: fused {worst[1][0]:.4f} vs {worst[1][1]:.4f}" if worst else "n/a")
+            + (f"; fused overall {fused:.4f}" if fused is not None else ""), archive))
+    else:
+        best = min((v for v in singles.values() if v is not None), default=None)
+        out.append(Check("fusion", "fused ubRMSD vs truth (unseen)", fused,
+                         "< every sensor" + (f" (best {best:.4f})" if best is not None else ""),
+                         _verdict(None if fused is None or best is None else fused < best),
+                         f"sm-validation.json against_truth_unseen.fused.{which}", archive))
     lim_c = TARGETS["fused_coverage_2plus"]
     cov = _num(_get(fuse, "land_coverage", "min_when_2plus_sensors"))
     out.append(Check("fusion", "min land coverage on days with ≥ 2 sensors", cov,

@@ -214,7 +214,6 @@ class SmapRetrievalJob(_PixelwiseJob):
 
     def _build(self, region: Mapping[str, slice] | None,
                resources: Mapping[str, float] | None = None) -> xr.Dataset:
-        from pipeline import soil_moisture
         from pipeline.graphs import retrieval
 
         inputs = dict(self._opened)

@@ -117,3 +117,15 @@ def test_fused_product_masks_and_coverage(lstm_chain, chain_root):
     report = json.loads(open(stores.reports_url(chain_root, "sm-fuse.json")).read())
     assert 0 < report["land_coverage"]["mean"] <= 1
     assert "fused" in va["against_truth_unseen"]
+    # fused vs each sensor is scored on the pixel-days both cover, with equal pair counts
+    common = va["fused_vs_sensor_common_support"]
+    assert common and set(common) <= {"tmi", "amsre", "amsr2", "gmi"}
+    for c in common.values():
+        assert c["fused"]["n"] == c["sensor"]["n"] > 0
+
+    def ub(d):
+        v = d["ubrmsd_per_pixel_median"]
+        return d["ubrmsd"] if v is None else v
+
+    assert va["fused_beats_every_sensor"] == all(ub(c["fused"]) < ub(c["sensor"])
+                                                 for c in common.values())
