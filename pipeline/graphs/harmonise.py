@@ -417,6 +417,36 @@ def fused_product(stack: xr.DataArray, err_var: xr.DataArray, static: xr.Dataset
     return fused
 
 
+THAWED_MIN_K = 274.15  # the SMAP retrieval's frozen-ground rule (RetrievalParams.frozen_below_k)
+SNOW_MAX_MM = 1.0  # … and its snow rule (RetrievalParams.snow_swe_mm)
+
+
+def thawed_land(root: str, static: xr.Dataset, time: xr.DataArray,
+                storage_options=None) -> xr.DataArray | None:
+    """Land where soil moisture is retrievable that day (time, y, x), from the ancillary store.
+
+    Thawed: the reanalysis soil (else surface) temperature ≥ 274.15 K in at least one pass and
+    SWE ≤ 1 mm — the retrieval's own rules, from the same inputs.  None without an ancillary
+    store.
+    """
+    url = stores.ancillary_url(root, static.attrs["grid"])
+    if not stores.exists(url, storage_options):
+        return None
+    anc = stores.open_dataset(url, storage_options=storage_options)
+    name = next((n for n in ("soil_temperature", "surface_temperature") if n in anc), None)
+    if name is None:
+        return None
+    t = anc[name]
+    t = (t.max(dims.PASS) if dims.PASS in t.dims else t).reindex({dims.TIME: time.values})
+    ok = t >= THAWED_MIN_K
+    if "snow_water_equivalent" in anc:
+        swe = anc["snow_water_equivalent"]
+        swe = swe.max(dims.PASS) if dims.PASS in swe.dims else swe
+        ok = ok & ~(swe.reindex({dims.TIME: time.values}) > SNOW_MAX_MM)
+    land = (static["land_fraction"] > 0.5) & (static["landcover"] != PERMANENT_SNOW_ICE)
+    return (ok & land.values).load()
+
+
 def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
              progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Fuse the harmonised sensors (+ SMAP) into ``sm-fused-{grid}-v1``."""
@@ -455,6 +485,21 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
                           "days_2plus_below_0.8": int((multi < 0.8).sum())},
         "handovers": fuse.handover_diagnostics(out[dims.SOIL_MOISTURE].mean((dims.Y, dims.X))),
     }
+    thawed = thawed_land(root, static, cov[dims.TIME], storage_options)
+    if thawed is not None:
+        # Diagnostic: coverage of the land where SM is retrievable at all (frozen or snow-covered
+        # ground has no liquid soil moisture to retrieve).  The target above counts all land.
+        has = out[dims.SOIL_MOISTURE].load().notnull()
+        n_thawed = thawed.sum((dims.Y, dims.X))
+        cov_t = ((has & thawed).sum((dims.Y, dims.X)) / n_thawed).where(n_thawed > 0)
+        multi_t = cov_t.where(n_active.reindex_like(cov_t) >= 2)
+        report["land_coverage_thawed"] = {
+            "mean": _f(cov_t.mean()), "min_when_2plus_sensors": _f(multi_t.min()),
+            "q05_when_2plus_sensors": _f(multi_t.quantile(0.05)) if int(
+                multi_t.notnull().sum()) else None,
+            "days_2plus_below_0.8": int((multi_t < 0.8).sum()),
+            "rule": f"soil temperature ≥ {THAWED_MIN_K} K in a pass and SWE ≤ {SNOW_MAX_MM} mm "
+                    "(ancillary store)"}
     stores.write_json(stores.reports_url(root, "sm-fuse.json"), report, storage_options)
     return report
 

@@ -116,6 +116,14 @@ def test_fused_product_masks_and_coverage(lstm_chain, chain_root):
     assert bool((ds[dims.SOIL_MOISTURE].notnull() == (n > 0)).all())
     report = json.loads(open(stores.reports_url(chain_root, "sm-fuse.json")).read())
     assert 0 < report["land_coverage"]["mean"] <= 1
+    # coverage of retrievable (thawed, snow-free) land, from the ancillary reanalysis: recount
+    thawed = harmonise.thawed_land(chain_root, harmonise._static(chain_root, None), ds[dims.TIME])
+    has = ds[dims.SOIL_MOISTURE].notnull().load()
+    n = thawed.sum((dims.Y, dims.X))
+    want = float(((has & thawed).sum((dims.Y, dims.X)) / n).where(n > 0).mean())
+    assert report["land_coverage_thawed"]["mean"] == pytest.approx(want, abs=1e-5)
+    # frozen or snow-covered ground has no liquid soil moisture: excluding it raises coverage
+    assert report["land_coverage_thawed"]["mean"] > report["land_coverage"]["mean"]
     assert "fused" in va["against_truth_unseen"]
     # fused vs each sensor is scored on the pixel-days both cover, with equal pair counts
     common = va["fused_vs_sensor_common_support"]
