@@ -11,6 +11,7 @@ import xarray as xr
 
 from pipeline import apply, dims, errors
 from pipeline.runner import placement
+from tests.fixtures.dask import layer_resources
 
 
 def _features(seed=0, ny=5, nx=6, nt=40):
@@ -106,6 +107,4 @@ def test_gpu_placement_only_when_workers_advertise_gpus(dask_client, ft_model_re
     assert placement.model_resources(dask_client) is None  # the CPU test cluster
     lazy = apply.apply_sequence_model(FEATURES.chunk({dims.Y: 2}), ft_model_ref,
                                       resources={"GPU": 1})
-    graph = lazy.data.__dask_graph__()
-    notes = [getattr(layer, "annotations", None) or {} for layer in graph.layers.values()]
-    assert any(n.get("resources") == {"GPU": 1} for n in notes)
+    assert {"GPU": 1} in layer_resources(lazy).values()

@@ -27,6 +27,7 @@ import xarray as xr
 from pipeline import apply, dims, soil_moisture
 from pipeline.io import provenance, stores
 from pipeline.runner import jobs, kinds, kinds_sm
+from tests.fixtures.dask import layer_resources
 
 GPU = {"GPU": 1}
 # dask names apply_ufunc's blockwise layers after the function (leading underscore dropped)
@@ -36,16 +37,9 @@ MODEL_LAYERS = ("run_block-", "run_array_block-")
 pytestmark = pytest.mark.usefixtures("fixed_code_version")
 
 
-def _annotations(da: xr.DataArray) -> dict[str, dict]:
-    """``{layer name: resources annotation or {}}`` of a dask-backed DataArray's graph."""
-    layers = da.data.__dask_graph__().layers
-    return {name: dict((getattr(layer, "annotations", None) or {}).get("resources") or {})
-            for name, layer in layers.items()}
-
-
 def _assert_models_on(ds: xr.Dataset, var: str, resources: Mapping | None) -> None:
     """``var``'s model layers carry ``resources``; input layers carry nothing."""
-    notes = _annotations(ds[var])
+    notes = layer_resources(ds[var])
     model = {k: v for k, v in notes.items() if k.startswith(MODEL_LAYERS)}
     assert model, f"{var}: no model layer in {sorted(notes)}"
     if resources is None:
@@ -96,7 +90,7 @@ def test_run_part_places_ft_model_tasks_by_the_context(ft_archive):
     assert kw1 == {"resources": GPU} and kw2 == {}  # no keyword at all on CPU clusters
     _assert_models_on(gpu_part, dims.THAW_PROBABILITY, GPU)
     _assert_models_on(cpu_part, dims.THAW_PROBABILITY, None)
-    assert not any(_annotations(gpu_part[dims.NPR]).values())  # NPR baseline: no model
+    assert not any(layer_resources(gpu_part[dims.NPR]).values())  # NPR baseline: no model
     # the annotated part, written on CPU, holds what the unannotated graph computes
     written = stores.open_dataset(state["url"]).isel(r1).load()
     plain = job.build_part(r1).compute()
@@ -149,7 +143,7 @@ def test_harmonised_job_annotates_its_lstm_tasks(lstm_root):
         _assert_models_on(job.build_part(region, resources=resources), dims.SOIL_MOISTURE,
                           resources)
     # the template is never computed: it carries no placement
-    assert not any(_annotations(job.template()[dims.SOIL_MOISTURE]).values())
+    assert not any(layer_resources(job.template()[dims.SOIL_MOISTURE]).values())
 
 
 # --- the CLI sets the context's resources from the connected cluster ----------------------------
@@ -209,7 +203,7 @@ def test_apply_array_kernel_annotation_changes_placement_not_values():
     for resources in (GPU, None):
         lazy = run(chunked, resources)
         for out, ref in zip(lazy, eager, strict=True):
-            notes = _annotations(out)
+            notes = layer_resources(out)
             kernel = [v for k, v in notes.items() if k.startswith("run_array_block")]
             assert kernel and all(v == (GPU if resources else {}) for v in kernel), notes
             assert not any(notes[k] for k in notes if k.startswith("xarray-")), notes
