@@ -28,6 +28,8 @@ __all__ = [
     "daily_mean_of_passes",
     "fuse_sensors",
     "handover_diagnostics",
+    "match_means",
+    "mean_offsets",
     "stack_sources",
     "tc_error_variance",
     "triplet_error_variance",
@@ -48,6 +50,101 @@ def stack_sources(sources: dict[str, xr.DataArray]) -> xr.DataArray:
         [c for c in sources[n].coords if c not in (dims.TIME, dims.Y, dims.X)], errors="ignore")
         for n in names]
     return xr.concat(arrays, dim=SENSOR, join="outer").assign_coords({SENSOR: names})
+
+
+# Who is matched to whom, in order: (source, references).  The references are already matched
+# when their turn comes, so every source ends on the SMAP retrieval's per-cell mean — the ESA
+# CCI practice of scaling all products to one reference before merging (science.md §3.6).
+# TMI has no SMAP overlap (it ended Apr 2015): it goes through GMI/AMSR2 (2014-03..2015-04);
+# AMSR-E goes through TMI (2002–2011, ±38° only).  AMSR-E outside ±38° has no overlapping
+# reference and keeps offset 0 (reported).
+MATCH_CHAIN: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("amsr2", ("smap",)), ("gmi", ("smap",)), ("tmi", ("gmi", "amsr2")), ("amsre", ("tmi",)))
+MIN_OVERLAP_DAYS = 30
+
+
+def _offsets_numpy(a: np.ndarray, names: list[str], months: np.ndarray, chain,
+                   min_overlap: int, monthly: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Core of :func:`mean_offsets` on a block ``a`` (…, sensor, time) with the whole record.
+
+    Returns (matched block, offsets (…, len(chain), 12)); offsets are 0 for unmatched sources.
+    """
+    a = np.asarray(a, np.float32)
+    out = a.copy()
+    offs = np.zeros(a.shape[:-2] + (len(chain), 12), np.float32)
+    idx = {n: i for i, n in enumerate(names)}
+    m0 = months.astype(int) - 1
+    for k, (src, refs) in enumerate(chain):
+        refs = [idx[r] for r in refs if r in idx]
+        if src not in idx or not refs:
+            continue
+        x = out[..., idx[src], :]
+        with np.errstate(all="ignore"):
+            ref = np.nanmean(out[..., refs, :], axis=-2) if len(refs) > 1 else out[..., refs[0], :]
+        diff = np.where(np.isfinite(x) & np.isfinite(ref), ref - x, np.nan)
+        both = np.isfinite(diff)
+        n = both.sum(-1)
+        total = np.where(n >= min_overlap, np.nansum(diff, -1) / np.maximum(n, 1), 0.0)
+        if monthly:
+            per = np.empty(a.shape[:-2] + (12,), np.float32)
+            for m in range(12):
+                sel = m0 == m
+                n_m = both[..., sel].sum(-1)
+                s_m = np.nansum(diff[..., sel], -1)
+                per[..., m] = np.where(n_m >= max(min_overlap // 3, 1),
+                                       s_m / np.maximum(n_m, 1), total)
+            per = np.where((n >= min_overlap)[..., None], per, 0.0)
+        else:
+            per = np.repeat(total[..., None], 12, axis=-1)
+        offs[..., k, :] = per
+        out[..., idx[src], :] = x + np.take(per, m0, axis=-1)
+    return out, offs
+
+
+def _core(stack: xr.DataArray, chain, min_overlap: int, monthly: bool, which: int):
+    names = [str(n) for n in stack[SENSOR].values]
+    months = np.asarray(stack[dims.TIME].dt.month.values)
+
+    def fn(a):
+        return _offsets_numpy(a, names, months, chain, min_overlap, monthly)[which]
+
+    if which == 0:
+        return xr.apply_ufunc(fn, stack, input_core_dims=[[SENSOR, dims.TIME]],
+                              output_core_dims=[[SENSOR, dims.TIME]], dask="parallelized",
+                              output_dtypes=[np.float32])
+    return xr.apply_ufunc(fn, stack, input_core_dims=[[SENSOR, dims.TIME]],
+                          output_core_dims=[["matched", "month"]], dask="parallelized",
+                          output_dtypes=[np.float32],
+                          dask_gufunc_kwargs={"output_sizes": {"matched": len(chain),
+                                                               "month": 12}})
+
+
+def mean_offsets(stack: xr.DataArray, chain=MATCH_CHAIN, min_overlap: int = MIN_OVERLAP_DAYS,
+                 monthly: bool = True) -> dict[str, xr.DataArray]:
+    """Per-cell additive offsets (month, y, x) [m3 m-3] that give each source its reference's mean.
+
+    For a source and the mean of its (already matched) references, the offset is
+    ``mean(reference) − mean(source)`` over the days both have, where there are at least
+    ``min_overlap`` such days; 0 elsewhere.  ``monthly``: one offset per calendar month, so a
+    seasonal error of one source relative to the reference makes no step where the source set
+    changes; months with fewer than ``min_overlap // 3`` common days take the all-year offset
+    (``monthly=False``: the all-year offset in every month).  Lazy on dask input; each block
+    needs the whole record (time in one chunk); pixels are independent.
+    """
+    present = [str(n) for n in stack[SENSOR].values]
+    chain = tuple((s, tuple(r)) for s, r in chain)
+    offs = _core(stack, chain, min_overlap, monthly, 1)
+    return {s: offs.isel(matched=k).assign_coords(month=np.arange(1, 13)).transpose(
+        "month", ...) for k, (s, refs) in enumerate(chain)
+        if s in present and any(r in present for r in refs)}
+
+
+def match_means(stack: xr.DataArray, chain=MATCH_CHAIN, min_overlap: int = MIN_OVERLAP_DAYS,
+                monthly: bool = True) -> xr.DataArray:
+    """``stack`` with :func:`mean_offsets` added to each matched source (lazy)."""
+    chain = tuple((s, tuple(r)) for s, r in chain)
+    return _core(stack, chain, min_overlap, monthly, 0).transpose(*stack.dims).astype(
+        stack.dtype)
 
 
 def triplet_error_variance(x: xr.DataArray, y: xr.DataArray, z: xr.DataArray, *,

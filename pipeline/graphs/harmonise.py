@@ -379,16 +379,20 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
 
 
 # --- fusion ----------------------------------------------------------------------------------
-def fusion_stack(sources: Mapping[str, xr.DataArray], *, tile: int = dims.PENCIL_TILE
-                 ) -> xr.DataArray:
+def fusion_stack(sources: Mapping[str, xr.DataArray], *, tile: int = dims.PENCIL_TILE,
+                 match: bool = True) -> xr.DataArray:
     """Daily soil moisture of every source (sensor, time, y, x) [m3 m-3], chunked for fusion.
 
     One chunk holds every source's whole record for ``tile`` rows (triple collocation needs the
     whole time series per pixel), so rows are independent: the phased job ``sm-fused``
     (:mod:`pipeline.runner.kinds_sm`) builds the product in parts along ``y`` from it.
+    ``match``: shift each source to the SMAP retrieval's per-cell mean through the overlap
+    chain (:func:`pipeline.fuse.match_means`), so the merge has no steps where sources come
+    and go.
     """
-    return fuse.stack_sources(dict(sources)).chunk({dims.SENSOR: -1, dims.TIME: -1,
-                                                    dims.Y: tile, dims.X: -1})
+    stack = fuse.stack_sources(dict(sources)).chunk({dims.SENSOR: -1, dims.TIME: -1,
+                                                     dims.Y: tile, dims.X: -1})
+    return fuse.match_means(stack) if match else stack
 
 
 def fused_product(stack: xr.DataArray, err_var: xr.DataArray, static: xr.Dataset
@@ -463,6 +467,8 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
         raise errors.StoreNotFound(f"{root}: no harmonised products; run `tbcube sm harmonise`")
     progress(f"fusing {', '.join(sources)}")
     stack = fusion_stack(sources)
+    raw = fusion_stack(sources, match=False)
+    offsets = {s: o.load() for s, o in fuse.mean_offsets(raw).items()}
     fallback = fallback_error_variance(root, storage_options)
     ev = fuse.tc_error_variance(stack, fallback=fallback).load()
     fused = fused_product(stack, ev["err_var"], static)
@@ -479,6 +485,12 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
         "error_variance_origin": {s: {"triple_collocation": int((ev["err_var_source"].sel(
             {dims.SENSOR: s}) == 1).sum()), "fallback": int((ev["err_var_source"].sel(
                 {dims.SENSOR: s}) == 2).sum())} for s in sources},
+        "mean_matching": {
+            "chain": [[s, list(r)] for s, r in fuse.MATCH_CHAIN],
+            "monthly": True,
+            "offset_median": {s: _f(o.where(o != 0).median()) for s, o in offsets.items()},
+            "cells_matched": {s: int((o != 0).any("month").sum()) for s, o in offsets.items()},
+            "cells": int(static["landcover"].size)},
         "land_coverage": {"mean": _f(cov.mean()),
                           "min_when_2plus_sensors": _f(multi.min()),
                           "days_2plus_sensors": int(multi.notnull().sum()),

@@ -102,3 +102,68 @@ def test_handover_shift_detects_a_step():
     t = str(sm[dims.TIME].values[200])[:10]
     d = fuse.handover_diagnostics(sm, {"step": t}, window_days=60, reference=truth)
     assert d["step"]["shift"] == pytest.approx(0.02, abs=1e-9)
+
+
+def _chain_sources(seed=1):
+    """SMAP = truth (+ noise); the others with constant and seasonal offsets, in their periods."""
+    rng = np.random.default_rng(seed)
+    time = pd.date_range("2009-01-01", "2019-12-31", freq="D")
+    ny, nx = 3, 2
+    doy = time.dayofyear.values[:, None, None]
+    truth = 0.25 + 0.08 * np.sin(2 * np.pi * doy / 365.25) + rng.normal(0, 0.03, (len(time), ny,
+                                                                                     nx))
+    season = 0.03 * np.cos(2 * np.pi * doy / 365.25)  # a seasonal error relative to SMAP
+    spec = {"tmi": ("2009-01-01", "2015-04-08", +0.04, 0.0),
+            "amsre": ("2009-01-01", "2011-10-04", -0.05, 0.0),
+            "amsr2": ("2012-07-02", "2019-12-31", +0.03, 1.0),
+            "gmi": ("2014-03-04", "2019-12-31", -0.02, 0.0),
+            "smap": ("2015-03-31", "2019-12-31", 0.0, 0.0)}
+    out = {}
+    for s, (t0, t1, off, seas) in spec.items():
+        v = truth + off + seas * season + rng.normal(0, 0.02, truth.shape)
+        v[(time < pd.Timestamp(t0)) | (time > pd.Timestamp(t1))] = np.nan
+        v[rng.random(v.shape) < 0.3] = np.nan
+        out[s] = xr.DataArray(v.astype(np.float32), dims=(dims.TIME, dims.Y, dims.X),
+                              coords={dims.TIME: time, dims.Y: np.arange(ny) * 1.0,
+                                      dims.X: np.arange(nx) * 1.0})
+    truth = xr.DataArray(truth, dims=(dims.TIME, dims.Y, dims.X), coords=out["smap"].coords)
+    return out, truth
+
+
+def test_mean_matching_puts_every_source_on_smap_through_the_overlap_chain():
+    sources, truth = _chain_sources()
+    stack = fuse.stack_sources(sources)
+    matched = fuse.match_means(stack)
+    month = truth[dims.TIME].dt.month
+    for s in ("tmi", "amsre", "amsr2", "gmi"):
+        before = (stack.sel({dims.SENSOR: s}) - truth)
+        after = (matched.sel({dims.SENSOR: s}) - truth)
+        assert abs(float(before.mean())) > 0.015
+        # every source ends on SMAP's mean (AMSR-E through TMI, TMI through GMI/AMSR2) ...
+        assert abs(float(after.mean())) < 0.004, s
+        # ... month by month: AMSR2's seasonal error relative to SMAP is gone too (TMI and AMSR-E
+        # learn each month from ~13 months / one chain step more: sampling noise ≈ 0.006)
+        tol = 0.01 if s in ("amsr2", "gmi") else 0.02
+        assert float(abs(after.groupby(month).mean()).max()) < tol, s
+    # SMAP is the reference: untouched
+    xr.testing.assert_identical(matched.sel({dims.SENSOR: "smap"}),
+                                stack.sel({dims.SENSOR: "smap"}))
+    # lazy, part by part along y (as the sm-fused job builds it) == eager
+    lazy = fuse.match_means(stack.chunk({dims.TIME: -1, dims.Y: 1}))
+    assert lazy.chunks is not None
+    np.testing.assert_allclose(lazy.values, matched.values, rtol=0, atol=1e-7)
+    offs = fuse.mean_offsets(stack)
+    assert set(offs) == {"tmi", "amsre", "amsr2", "gmi"}
+    assert offs["amsr2"].sizes["month"] == 12
+    assert float(offs["gmi"].mean()) == pytest.approx(0.02, abs=0.004)
+
+
+def test_mean_matching_leaves_sources_without_enough_overlap_alone():
+    sources, _ = _chain_sources(seed=2)
+    sources["amsre"] = sources["amsre"].where(sources["amsre"][dims.TIME] < np.datetime64(
+        "2009-01-20"))  # 19 days: < 30 days of overlap with TMI
+    stack = fuse.stack_sources(sources)
+    matched = fuse.match_means(stack)
+    xr.testing.assert_allclose(matched.sel({dims.SENSOR: "amsre"}),
+                               stack.sel({dims.SENSOR: "amsre"}))
+    assert float(abs(fuse.mean_offsets(stack)["amsre"]).max()) == 0.0
