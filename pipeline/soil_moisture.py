@@ -94,6 +94,7 @@ class RetrievalParams:
       sigma_vod_window: Width of the stage-2 VOD prior [1].
       sigma_core_window_k: Core-channel misfit of stage 2 [K] (VOD is known there, so SM comes
         mainly from the temperature-free channel ratio).
+      n_iter_window: Levenberg–Marquardt iterations of stage 2.
       n_iter: Levenberg–Marquardt iterations.
       max_residual_k: RMS residual above which a pixel counts as not converged [K].
       water_correction: Remove the open-water emission before retrieving.
@@ -126,6 +127,7 @@ class RetrievalParams:
     vod_window_days: int = 11
     sigma_vod_window: float = 0.02
     sigma_core_window_k: float = 4.0
+    n_iter_window: int = 10
     n_iter: int = 25
     max_residual_k: float = 5.0
     water_correction: bool = True
@@ -171,7 +173,7 @@ class RetrievalParams:
             "sigma_vod_prior": self.sigma_vod_prior if stage == 1 else self.sigma_vod_window,
             "sigma_sm_prior": self.sigma_sm_prior,
             "sigma_vod_pass": self.sigma_vod_pass,
-            "n_iter": self.n_iter,
+            "n_iter": self.n_iter if stage == 1 else self.n_iter_window,
             "max_residual_k": self.max_residual_k,
             "water_correction": self.water_correction,
             "max_water_fraction": self.water_mask_fraction,
@@ -270,15 +272,13 @@ def smooth_vod(vod: xr.DataArray, window_days: int) -> xr.DataArray:
     win = int(window_days)
     if v.chunks is None:
         return v.copy(data=_running_median(v.values, win))
-    import dask.array as dsa
-
     half = win // 2
-    data = v.data
+    data = v.data  # a dask array: its own methods, so this stage never imports dask
     if min(data.chunks[0]) < half:
         data = data.rechunk({0: max(half, max(data.chunks[0]))})
-    out = dsa.map_overlap(_running_median, data, depth={0: half} | {i: 0 for i in
-                                                                      range(1, data.ndim)},
-                          boundary="none", window=win, dtype=np.float32, trim=True)
+    out = data.map_overlap(_running_median, depth={0: half} | {i: 0 for i in
+                                                               range(1, data.ndim)},
+                           boundary="none", window=win, dtype=np.float32, trim=True)
     return v.copy(data=out)
 
 
