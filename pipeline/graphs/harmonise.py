@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipeline import apply, dims, errors, fuse, grid, harmonise, metrics, qc, schema
+from pipeline import apply, dims, errors, fuse, grid, harmonise, metrics, qc, schema, soil_moisture
 from pipeline.io import publish, stores
 
 HARMONISED_SENSORS = ("tmi", "amsre", "amsr2", "gmi")
@@ -421,8 +421,9 @@ def fused_product(stack: xr.DataArray, err_var: xr.DataArray, static: xr.Dataset
     return fused
 
 
-THAWED_MIN_K = 274.15  # the SMAP retrieval's frozen-ground rule (RetrievalParams.frozen_below_k)
-SNOW_MAX_MM = 1.0  # … and its snow rule (RetrievalParams.snow_swe_mm)
+# The SMAP retrieval's own frozen-ground and snow rules (docs/soil-moisture.md)
+THAWED_MIN_K = soil_moisture.RetrievalParams().frozen_below_k
+SNOW_MAX_MM = soil_moisture.RetrievalParams().snow_swe_mm
 
 
 def thawed_land(root: str, static: xr.Dataset, time: xr.DataArray,
