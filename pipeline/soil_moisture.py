@@ -217,22 +217,9 @@ def smap_channels(tb: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
 
 def landcover_parameters(landcover: xr.DataArray, table=DEFAULT_LANDCOVER_PARAMS):
     """Per-pixel (h, omega, vod_prior) [1] from the IGBP class (y, x); unknown → class 0."""
-    lut = np.zeros((3, 256), np.float32)
     default = next((row for row in table if row[0] == 0), (0, 0.13, 0.05, 0.2))
-    lut[:, :] = np.asarray(default[1:], np.float32)[:, None]
-    for igbp, h, omega, vod in table:
-        lut[:, int(igbp)] = (h, omega, vod)
-
-    def look(lc, i):
-        idx = np.clip(np.nan_to_num(np.asarray(lc, float), nan=0.0), 0, 255).astype(int)
-        return lut[i][idx]
-
-    out = []
-    for i, name in enumerate(("h", "omega", "vod_prior")):
-        da = xr.apply_ufunc(look, landcover, kwargs={"i": i}, dask="parallelized",
-                            output_dtypes=[np.float32])
-        out.append(da.rename(name))
-    return tuple(out)
+    return tuple(class_values(landcover, [(row[0], row[i]) for row in table], default[i], name)
+                 for i, name in ((1, "h"), (2, "omega"), (3, "vod_prior")))
 
 
 def class_values(landcover: xr.DataArray, table, default: float, name: str) -> xr.DataArray:

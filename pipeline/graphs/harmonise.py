@@ -395,6 +395,12 @@ def fusion_stack(sources: Mapping[str, xr.DataArray], *, tile: int = dims.PENCIL
     return fuse.match_means(stack) if match else stack
 
 
+def _land(static: xr.Dataset) -> xr.DataArray:
+    """Land where soil moisture exists at all (y, x): permanent snow and ice (IGBP 15) never
+    has any; seasonally frozen ground still counts (and lowers ``land_coverage``)."""
+    return (static["land_fraction"] > 0.5) & (static["landcover"] != PERMANENT_SNOW_ICE)
+
+
 def fused_product(stack: xr.DataArray, err_var: xr.DataArray, static: xr.Dataset
                   ) -> xr.Dataset:
     """The fused product (data-contract.md) of a :func:`fusion_stack` (lazy).
@@ -405,9 +411,7 @@ def fused_product(stack: xr.DataArray, err_var: xr.DataArray, static: xr.Dataset
         (:func:`pipeline.fuse.tc_error_variance`).
       static: The archive's static layers over the same (y, x) as ``stack``.
     """
-    # Coverage is counted over land where soil moisture exists at all: permanent snow and ice
-    # (IGBP 15) never has any, seasonally frozen ground still counts (and lowers coverage).
-    land = (static["land_fraction"] > 0.5) & (static["landcover"] != PERMANENT_SNOW_ICE)
+    land = _land(static)
     fused = fuse.fuse_sensors(stack, err_var, land.load())
     coords = grid.grid_coords(static.attrs["grid"], grid.Window.parse(static.attrs["grid_window"]))
     fused = fused.assign_coords({dims.LAT: coords[dims.LAT], dims.LON: coords[dims.LON]})
@@ -448,7 +452,7 @@ def thawed_land(root: str, static: xr.Dataset, time: xr.DataArray,
         swe = anc["snow_water_equivalent"]
         swe = swe.max(dims.PASS) if dims.PASS in swe.dims else swe
         ok = ok & ~(swe.reindex({dims.TIME: time.values}) > SNOW_MAX_MM)
-    land = (static["land_fraction"] > 0.5) & (static["landcover"] != PERMANENT_SNOW_ICE)
+    land = _land(static)
     return (ok & land.values).load()
 
 
