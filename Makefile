@@ -29,6 +29,11 @@ $(STAMP): pyproject.toml deploy/docker/requirements.lock
 
 install: $(STAMP)
 
+# JAX's persistent compilation cache: a re-run (and the second of the two local workers) loads
+# the demo's kernels instead of compiling them again (docs/operations.md).
+demo: export JAX_COMPILATION_CACHE_DIR ?= $(abspath .cache/jax)
+demo: export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0.2
+demo: export JAX_COMPILATION_CACHE_MAX_SIZE ?= 1073741824
 demo: $(STAMP)
 	$(BIN)/tbcube demo --root $(DEMO_ROOT)
 
@@ -40,4 +45,4 @@ bench: $(STAMP)
 	$(BIN)/tbcube bench all --out bench-results
 
 clean:
-	rm -rf $(VENV) $(DEMO_ROOT) .pytest_cache bench-results
+	rm -rf $(VENV) $(DEMO_ROOT) .pytest_cache .cache bench-results

@@ -318,6 +318,10 @@ def tower_groups(towers: xr.Dataset, bands: Sequence[float] = (40, 50, 60, 70, 9
     return groups
 
 
+# Mask values per batch in group_metrics (x a few float64 temporaries: ~100 MB at 4 M).
+GROUP_BATCH_VALUES = 4_000_000
+
+
 def group_metrics(model: xr.Dataset, towers: xr.Dataset, *, min_qc: float = 0.8,
                   seasons: xr.DataArray | None = None,
                   variables: Sequence[str] = FLUX_VARS) -> xr.Dataset:
@@ -331,24 +335,28 @@ def group_metrics(model: xr.Dataset, towers: xr.Dataset, *, min_qc: float = 0.8,
     model, obs = xr.align(model, obs, join="inner")
     groups = tower_groups(towers.sel({dims.SITE: obs[dims.SITE]}))
     season_names = ["all"] + ([SEASONS[k] for k in SEASONS] if seasons is not None else [])
+    # One (group, season, site, time) selection mask; every metric is then one vectorised call
+    # over (site, time) instead of one call per group and season.
+    site_mask = xr.DataArray(np.stack(list(groups.values())), dims=("group", dims.SITE),
+                             coords={"group": list(groups), dims.SITE: obs[dims.SITE]})
+    masks = [xr.ones_like(obs[variables[0]], dtype=bool)]
+    if seasons is not None:
+        lab = seasons.reindex_like(obs[variables[0]])
+        masks += [lab == code for code in SEASONS]
+    season_mask = xr.concat(masks, dim="season").assign_coords(season=season_names)
+    # Bounded memory: groups in batches of about GROUP_BATCH_VALUES mask values.
+    per_group = season_mask.size
+    step = max(1, GROUP_BATCH_VALUES // max(per_group, 1))
     out = xr.Dataset()
     for v in variables:
-        rows = []
-        for gm in groups.values():
-            site_mask = xr.DataArray(gm, dims=dims.SITE, coords={dims.SITE: obs[dims.SITE]})
-            cols = []
-            for sname in season_names:
-                m = site_mask
-                if sname != "all":
-                    code = {n: k for k, n in SEASONS.items()}[sname]
-                    m = m & (seasons.reindex_like(obs[v]) == code)
-                res = _pooled(model[v].where(m), obs[v].where(m))
-                cols.append(xr.concat([res[k].astype(np.float64) for k in metrics.METRIC_NAMES],
-                                      dim=dims.METRIC))
-            rows.append(xr.concat(cols, dim="season"))
-        da = xr.concat(rows, dim="group")
-        out[v] = da.assign_coords(group=list(groups), season=season_names,
-                                  metric=list(metrics.METRIC_NAMES))
+        parts = []
+        for i in range(0, site_mask.sizes["group"], step):
+            m = site_mask.isel(group=slice(i, i + step)) & season_mask
+            res = _pooled(model[v].where(m), obs[v].where(m))
+            parts.append(xr.concat([res[k].astype(np.float64) for k in metrics.METRIC_NAMES],
+                                   dim=dims.METRIC))
+        da = xr.concat(parts, dim="group").transpose("group", "season", dims.METRIC)
+        out[v] = da.assign_coords(metric=list(metrics.METRIC_NAMES))
         out[v].attrs = {"units": FLUX_UNITS, "long_name": f"pooled daily {v} scores"}
     out.attrs.update({"min_qc": min_qc, "nee_ubrmse_target": NEE_UBRMSE_TARGET})
     return out
@@ -416,7 +424,17 @@ def residual_moisture_correlation(model: xr.Dataset, towers: xr.Dataset,
 
 def mean_seasonal_cycle(da: xr.DataArray, window_days: int = 7) -> xr.DataArray:
     """Mean seasonal cycle over years by day of year (1–366), smoothed by ``window_days``."""
-    clim = da.groupby(da[dims.TIME].dt.dayofyear).mean()
+    doy = da[dims.TIME].dt.dayofyear.values
+    days = np.unique(doy)
+    onehot = (doy[:, None] == days[None, :]).astype(np.float64)      # (time, day of year)
+    v = da.transpose(..., dims.TIME).values.astype(np.float64)
+    ok = np.isfinite(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (np.where(ok, v, 0.0) @ onehot) / (ok.astype(np.float64) @ onehot)
+    other = [d for d in da.dims if d != dims.TIME]
+    clim = xr.DataArray(mean, dims=(*other, "dayofyear"),
+                        coords={**{k: c for k, c in da.coords.items() if dims.TIME not in c.dims},
+                                "dayofyear": days})
     return clim.rolling(dayofyear=window_days, center=True, min_periods=1).mean()
 
 

@@ -120,9 +120,10 @@ def run_tcf(drivers: xr.Dataset, pft: xr.DataArray, table: Mapping[str, np.ndarr
     ordinal = l4c.ordinals365(t.day_of_year.values, t.year.values)
     if any(v.chunks is not None for v in drivers.data_vars.values()):
         # Time in one chunk (the model runs along it); space chunks unified across variables.
-        drivers = drivers.chunk({dims.TIME: -1}).unify_chunks()
+        drivers = stores.chunk_variables(drivers, {dims.TIME: -1}).unify_chunks()
         if pft.chunks is None:
-            pft = pft.chunk({d: drivers.chunksizes[d] for d in pft.dims if d in drivers.chunksizes})
+            pft = stores.chunk_variables(
+                pft, {d: drivers.chunksizes[d] for d in pft.dims if d in drivers.chunksizes})
     args = [drivers[k] for k in DRIVER_ORDER] + [pft, drivers["smrz_min"]]
     outs = xr.apply_ufunc(
         _tcf_block, *args,
@@ -398,7 +399,7 @@ def model_root(root: str, grid_name: str, bplut_url: str, *, publish: bool = Tru
     truth = stores.open_dataset(stores.truth_url(root, grid_name), storage_options=storage_options)
     static = stores.open_dataset(stores.static_url(root, grid_name),
                                  storage_options=storage_options).load()
-    truth = truth.chunk({dims.TIME: -1, dims.Y: 16, dims.X: 16})
+    truth = stores.chunk_variables(truth, {dims.TIME: -1, dims.Y: 16, dims.X: 16})
     say(f"TCF over {dict(truth.sizes)} with BPLUT {table.attrs.get('release', '?')}")
     product = model_archive(truth, static, table.table,
                             attrs={"bplut": str(bplut_url),

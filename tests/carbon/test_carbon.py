@@ -106,6 +106,44 @@ def test_evaluate_equals_pytesmo_on_qc_filtered_pairs():
                                                     tw.nee.values[0][ok0]), rtol=1e-6)
 
 
+def test_group_metrics_by_season_equal_pytesmo_on_that_seasons_pairs(monkeypatch):
+    """Groups × seasons in one vectorised call (and in batches of groups) = pytesmo per pair set."""
+    tw = _towers([45, 55, 66], [-120, -110, -150], [1, 1, 6])
+    rng = np.random.default_rng(3)
+    model = xr.Dataset({v: tw[v] + rng.normal(0.5, 1.0, tw[v].shape).astype(np.float32)
+                        for v in ("nee", "gpp", "reco")})
+    seasons = carbon.season_labels(tw)
+    g = carbon.group_metrics(model, tw, min_qc=0.8, seasons=seasons)
+    assert list(g.season.values) == ["all", *carbon.SEASONS.values()]
+    groups = carbon.tower_groups(tw)
+    assert list(g.group.values) == list(groups)
+    for code, name in carbon.SEASONS.items():
+        for gname in ("all", "pft:ENF", "lat:60-70"):
+            ok = (tw.nee_qc.values >= 0.8) & (seasons.values == code) & groups[gname][:, None]
+            got = g.nee.sel(group=gname, season=name)
+            x, y = model.nee.values[ok], tw.nee.values[ok]
+            assert int(got.sel(metric="n")) == ok.sum() > 10
+            np.testing.assert_allclose(float(got.sel(metric="ubrmsd")),
+                                       pytesmo_metrics.ubrmsd(x, y), rtol=1e-6)
+            np.testing.assert_allclose(float(got.sel(metric="bias")),
+                                       pytesmo_metrics.bias(x, y), rtol=1e-6)
+    monkeypatch.setattr(carbon, "GROUP_BATCH_VALUES", 1)       # one group per batch
+    xr.testing.assert_allclose(carbon.group_metrics(model, tw, min_qc=0.8, seasons=seasons), g)
+
+
+def test_mean_seasonal_cycle_equals_xarray_groupby():
+    tw = _towers([45, 55], [-120, -110], [1, 6])
+    da = tw.nee.where(tw.nee_qc >= 0.7)
+    da[1, :40] = np.nan
+    ref = da.groupby(da.time.dt.dayofyear).mean()
+    ref = ref.rolling(dayofyear=7, center=True, min_periods=1).mean()
+    got = carbon.mean_seasonal_cycle(da)
+    assert got.dims == ("site", "dayofyear") and got.sizes["dayofyear"] == 366
+    xr.testing.assert_allclose(got, ref.transpose(*got.dims).astype(np.float64))
+    one = carbon.mean_seasonal_cycle(da.isel(site=1))
+    assert one.dims == ("dayofyear",) and str(one.site.values) == "S1"
+
+
 def test_season_labels_from_ft_and_from_temperature():
     tw = _towers([65], [-150], [1], n_time=60)
     ft = xr.DataArray(np.r_[np.zeros(20), np.ones(40)][None, :], dims=("site", "time"),
