@@ -18,6 +18,7 @@ agree to within the harmonisation error.
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -79,7 +80,8 @@ def _offsets_numpy(a: np.ndarray, names: list[str], months: np.ndarray, chain,
         if src not in idx or not refs:
             continue
         x = out[..., idx[src], :]
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN days: NaN, as meant
             ref = np.nanmean(out[..., refs, :], axis=-2) if len(refs) > 1 else out[..., refs[0], :]
         diff = np.where(np.isfinite(x) & np.isfinite(ref), ref - x, np.nan)
         both = np.isfinite(diff)

@@ -45,6 +45,7 @@ __all__ = [
     "match_gridded",
     "match_series",
     "match_stations",
+    "insitu_daily",
     "network_table",
     "period_table",
     "screen_insitu",
@@ -135,6 +136,31 @@ def screen_insitu(insitu: xr.Dataset, variable: str = dims.SOIL_MOISTURE, *,
         ts = insitu["soil_temperature"]
         out = out.where(~(ts < frozen_threshold_k))
     return out
+
+
+def insitu_daily(insitu: xr.Dataset, variable: str = dims.SOIL_MOISTURE, *,
+                 stations: Sequence[str] | None = None, screen: bool = True) -> xr.DataArray:
+    """Daily (UTC) means of an in-situ variable, (station, time), every day of the record.
+
+    Args:
+      insitu: An ``insitu/{network}.zarr`` dataset (station, time), e.g. hourly.
+      variable: Variable to average.
+      stations: Station ids to keep (default: all).
+      screen: Apply :func:`screen_insitu` first (ISMN flag G only; frozen soil masked).
+
+    Returns:
+      float64 (station, time) with one step per calendar day from the first to the last; NaN on
+      days without a value.  Equals ``resample(time="1D").mean()`` (pandas' resampler: xarray's
+      groups the days one by one, 10 s on the tiny archive's 80 stations).
+    """
+    sub = insitu if stations is None else insitu.sel({dims.STATION: list(stations)})
+    da = screen_insitu(sub, variable) if screen else sub[variable]
+    frame = da.transpose(dims.TIME, dims.STATION).load().to_pandas().astype(np.float64)
+    daily = frame.resample("1D").mean()
+    coords = {k: c for k, c in da.coords.items() if dims.TIME not in c.dims}
+    coords[dims.TIME] = daily.index.values
+    return xr.DataArray(daily.to_numpy().T, dims=(dims.STATION, dims.TIME), coords=coords,
+                        name=variable, attrs=da.attrs)
 
 
 def _pairs_only(x: xr.DataArray, y: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:

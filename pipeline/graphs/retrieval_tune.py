@@ -32,7 +32,7 @@ import dask
 import numpy as np
 import xarray as xr
 
-from pipeline import dims, errors, grid, soil_moisture
+from pipeline import dims, errors, grid, soil_moisture, validation
 from pipeline.graphs import retrieval
 from pipeline.io import stores
 
@@ -42,7 +42,6 @@ TUNED_NAME = "sm-retrieval-tuned.json"
 P_TRIALS = (0.95, 1.05, 1.15)
 P_LIMITS = (0.85, 1.25)  # plausible L-band τV/τH range for the fit [1]
 MIN_LEVERAGE = 0.01  # m3 m-3 of bias change over the trials (less: bare soil)
-FROZEN_K = 273.15
 Progress = Callable[[str], None] | None
 
 
@@ -83,17 +82,6 @@ def _pointwise(da, rows: np.ndarray, cols: np.ndarray):
                                    dims.X: xr.DataArray(cols, dims="_cell")})
     out = out.rename({"_cell": dims.Y}).expand_dims({dims.X: [0.0]}, axis=-1)
     return out.assign_coords({dims.Y: np.arange(len(rows), dtype=float)})
-
-
-def _station_daily(insitu: xr.Dataset, ids: Sequence[str]) -> xr.DataArray:
-    """Daily mean liquid soil moisture (station, time) of unflagged, unfrozen hours."""
-    sub = insitu.sel({dims.STATION: list(ids)})
-    sm = sub[dims.SOIL_MOISTURE]
-    if f"{dims.SOIL_MOISTURE}_flag" in sub:
-        sm = sm.where(sub[f"{dims.SOIL_MOISTURE}_flag"] == 0)
-    if "soil_temperature" in sub:
-        sm = sm.where(sub["soil_temperature"] >= FROZEN_K)
-    return sm.load().resample({dims.TIME: "1D"}).mean()
 
 
 def _zero_crossing(p: np.ndarray, bias: np.ndarray) -> tuple[float | None, str]:
@@ -193,7 +181,7 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
         lazy.append(ds[dims.SOIL_MOISTURE].mean(dims.PASS).isel({dims.X: 0}, drop=True))
     with dask.config.set({"array.slicing.split_large_chunks": False}):
         est = dask.compute(*lazy)
-    ref = _station_daily(insitu, ids)
+    ref = validation.insitu_daily(insitu, stations=ids)  # flag G only, no frozen soil
     days = est[0][dims.TIME].values
     ref = ref.reindex({dims.TIME: days}).transpose(dims.STATION, dims.TIME).values
     e = np.stack([a.transpose(dims.Y, dims.TIME).values for a in est])  # (trial, station, time)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipeline import dims, fuse, sensors
+from pipeline import dims, fuse, sensors, validation
 from pipeline.io import publish, stores
 
 COLORS = {"tmi": "#9467bd", "amsre": "#ff7f0e", "amsr2": "#d62728", "gmi": "#2ca02c",
@@ -178,8 +178,7 @@ def _station(root, grid_name, station, fused, storage_options) -> str:
 
     st = stores.open_dataset(stores.insitu_url(root, INSITU_NETWORK),
                              storage_options=storage_options)
-    sm = st[dims.SOIL_MOISTURE].sel({dims.STATION: station}).resample(
-        {dims.TIME: "1D"}).mean().load()
+    sm = validation.insitu_daily(st, stations=[station]).isel({dims.STATION: 0})
     g, w = grid.window_from_attrs(fused.attrs)
     r, c = grid.latlon_to_rowcol(g, float(st[dims.LAT].sel({dims.STATION: station})),
                                  float(st[dims.LON].sel({dims.STATION: station})))

@@ -81,6 +81,28 @@ def test_screening_flags_frozen_and_depth():
     assert list(val.select_depth(ds, tolerance_m=0.0).station.values) == []
 
 
+def test_insitu_daily_equals_xarray_resample_of_the_screened_series():
+    n = 24 * 5 + 7                                 # a partial last day
+    rng = np.random.default_rng(1)
+    v = rng.uniform(0.1, 0.4, (2, n))
+    v[1, 30:60] = np.nan                           # day 2 of station b: 6 values left
+    v[0, 48:72] = np.nan                           # day 3 of station a: no value
+    flags = np.zeros((2, n), np.uint8)
+    flags[0, 5] = ismn.FLAG_BITS["D_T"]
+    ts = np.full((2, n), 280.0)
+    ts[1, 100:110] = 270.0
+    ds = _insitu(n, v, flags=flags, ts=ts)
+    got = val.insitu_daily(ds)
+    ref = val.screen_insitu(ds).resample(time="1D").mean()
+    assert got.dims == (dims.STATION, dims.TIME) and got.sizes[dims.TIME] == 6
+    xr.testing.assert_allclose(got, ref.astype(np.float64))
+    assert np.isnan(got.sel(station="a").values[2])
+    assert list(got[dims.LAT].values) == [34.0, 35.0]
+    raw = val.insitu_daily(ds, stations=["b"], screen=False)
+    xr.testing.assert_allclose(raw, ds.soil_moisture.sel(station=["b"]).resample(time="1D")
+                               .mean().astype(np.float64))
+
+
 def _noisy_pairs(seed=0, n=400):
     rng = np.random.default_rng(seed)
     truth = 0.25 + 0.08 * np.sin(np.arange(n) / 20.0)
