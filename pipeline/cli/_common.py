@@ -27,3 +27,14 @@ def print_url(url: str) -> None:
     """Print the output URL as the last line on stdout."""
     sys.stderr.flush()
     click.echo(url)
+
+
+def parse_years(text: str | None, option: str = "--years") -> tuple[int, ...] | None:
+    """``"2015,2016"`` → ``(2015, 2016)``; ``None``/empty → ``None``; else a usage error."""
+    if not text:
+        return None
+    try:
+        return tuple(int(y) for y in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected comma-separated years, e.g. 2015,2016",
+                                 param_hint=option) from None

@@ -12,7 +12,7 @@ import os
 
 import click
 
-from pipeline.cli._common import echo_progress, print_url, root_option
+from pipeline.cli._common import echo_progress, parse_years, print_url, root_option
 
 
 def _storage(root: str):
@@ -60,7 +60,7 @@ def train(root: str, stratify: str, epochs: int, patience: int, balance: bool, c
         stratify=stratify, epochs=epochs, patience=patience, max_steps=max_steps, seed=seed,
         balance=balance, calibrate=calibrate,
         rules=dataclasses.replace(SegmentRules(), max_segments=max_segments, seed=seed),
-        years=tuple(int(y) for y in years.split(",")) if years else None)
+        years=parse_years(years))
     echo_progress(f"training ft autoencoder on {root} ({stratify})")
     ref = g.train(root, opts, storage_options=_storage(root), progress=echo_progress)
     echo_progress(f"sha256 {ref.sha256}")
@@ -120,7 +120,7 @@ def validate(root: str, network: str, years: str | None) -> None:
 
     echo_progress(f"validating freeze/thaw on {root}")
     url = g.validate(root, network=network,
-                     years=tuple(int(y) for y in years.split(",")) if years else None,
+                     years=parse_years(years),
                      storage_options=_storage(root),
                      progress=echo_progress)
     print_url(url)

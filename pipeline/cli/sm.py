@@ -9,7 +9,7 @@ import json
 
 import click
 
-from pipeline.cli._common import echo_progress, print_url, root_option
+from pipeline.cli._common import echo_progress, parse_years, print_url, root_option
 
 
 @click.group("sm")
@@ -21,16 +21,6 @@ def sm() -> None:
     tbcube sm tune --root URL --years 2015,2016,2017   # τV/τH per land cover at stations
     tbcube sm retrieve --root URL   # → {root}/products/sm-smap-{grid}-v1/<version>.zarr
     """
-
-
-def _years(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    try:
-        return tuple(int(y) for y in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected comma-separated years, e.g. 2015,2016",
-                                 param_hint="--years") from None
 
 
 @sm.command("tune")
@@ -49,7 +39,7 @@ def tune_cmd(root: str, years: str | None, network: str | None, min_stations: in
     """
     from pipeline.graphs import retrieval_tune
 
-    doc = retrieval_tune.tune(root, years=_years(years), network=network,
+    doc = retrieval_tune.tune(root, years=parse_years(years), network=network,
                               min_stations=min_stations, progress=echo_progress)
     for c, info in doc["classes"].items():
         click.echo(f"class {c:>3}: {info['n_stations']} stations, bias at τV/τH "

@@ -43,18 +43,48 @@ def test_params_reject_bad_tuning_settings():
         soil_moisture.RetrievalParams(pol_ratio_by_class=((10, 3.0),))
 
 
+def _cli(args):
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    return CliRunner().invoke(cli, args)
+
+
 @pytest.fixture(scope="module")
-def tuned_tiny(sim_tiny, tmp_path_factory):
-    """A copy of the tiny archive (tuning writes models/), tuned on 2015, scored on 2016."""
+def tune_cli(sim_tiny, tmp_path_factory):
+    """``tbcube sm tune`` on a copy of the tiny archive (tuning writes models/), on 2015."""
     root = tmp_path_factory.mktemp("tune") / "tiny"
     shutil.copytree(sim_tiny, root)
-    doc = retrieval_tune.tune(str(root), years=[2015])
-    return str(root), doc
+    return str(root), _cli(["sm", "tune", "--root", str(root), "--years", "2015"])
+
+
+@pytest.fixture(scope="module")
+def tuned_tiny(tune_cli):
+    """The tuned table of the tiny archive: tuned on 2015, scored on 2016."""
+    root, res = tune_cli
+    assert res.exit_code == 0, res.output
+    return root, stores.read_json(retrieval_tune.tuned_url(root))
+
+
+def test_tune_cli_reports_each_class_and_prints_the_table_url_last(tune_cli, tuned_tiny):
+    root, res = tune_cli
+    _, doc = tuned_tiny
+    assert res.stdout.strip().splitlines()[-1] == retrieval_tune.tuned_url(root)
+    for c, info in doc["classes"].items():
+        assert f"class {c:>3}: {info['n_stations']} stations" in res.stderr
+
+
+def test_tune_cli_rejects_malformed_years_in_one_line(sim_tiny):
+    res = _cli(["sm", "tune", "--root", sim_tiny, "--years", "2015,next"])
+    assert res.exit_code == 2
+    assert "'2015,next': expected comma-separated years" in res.output
+    assert "Traceback" not in res.output
 
 
 def test_tuning_writes_a_table_fitted_at_the_stations(tuned_tiny):
     root, doc = tuned_tiny
-    assert stores.read_json(retrieval_tune.tuned_url(root)) == doc
+    assert stores.read_json(stores.reports_url(root, "sm-tune.json")) == doc
     assert doc["years"] == [2015] and len(doc["stations"]) >= 10
     lo, hi = retrieval_tune.P_LIMITS
     for c, info in doc["classes"].items():
