@@ -48,9 +48,13 @@ from pipeline import (
 from pipeline.io import publish, stores
 
 HARMONISED_SENSORS = ("tmi", "amsre", "amsr2", "gmi")
-# Screens for frozen ground and snow from the sensor's own calibrated TB (heuristics, tunable):
-# 36.5 GHz V is a proxy of the physical temperature (emissivity ≈ 0.95 over land), and dry-snow
-# volume scattering makes 18.7 V exceed 36.5 V (a Grody-style scattering index).
+# Screens for frozen ground and snow.  With the archive's reanalysis store (ancillary/{grid}.zarr)
+# the SMAP retrieval's own rules apply to every sensor (soil temperature of the pass below
+# RetrievalParams.frozen_below_k; SWE above snow_swe_mm): one definition across the record.
+# Where it has no value, heuristics on the sensor's own calibrated TB (tunable): 36.5 GHz V is a
+# proxy of the physical temperature (emissivity ≈ 0.95 over land; wet soil's lower emissivity
+# makes it flag thawed wet soil as frozen, so it is only the fallback), and dry-snow volume
+# scattering makes 18.7 V exceed 36.5 V (a Grody-style scattering index).
 FROZEN_TB36V_K = 258.0
 PERMANENT_SNOW_ICE = 15  # IGBP class
 SNOW_SCATTER_K = 10.0
@@ -335,9 +339,46 @@ def latest_model(root: str, storage_options=None) -> apply.ModelRef:
 
 
 # --- harmonisation -----------------------------------------------------------------------------
+def ancillary_screens(anc: xr.Dataset, like: xr.DataArray
+                      ) -> tuple[xr.DataArray | None, xr.DataArray | None]:
+    """Frozen ground and snow cover on ``like``'s (time, pass, y, x) from a reanalysis store.
+
+    The SMAP retrieval's rules (:class:`pipeline.soil_moisture.RetrievalParams`): frozen where
+    the pass's soil (else surface) temperature < ``frozen_below_k``; snow where SWE >
+    ``snow_swe_mm``.  Float 1/0, NaN where the store has no value (outside its time range or
+    window), so the caller can fall back there.  ``None`` for a screen the store cannot give.
+    """
+    params = soil_moisture.RetrievalParams()
+    at = {dims.TIME: like[dims.TIME], dims.Y: like[dims.Y], dims.X: like[dims.X]}
+
+    def on_like(da: xr.DataArray) -> xr.DataArray:
+        da = da.reset_coords(drop=True).reindex(at)
+        if dims.PASS in da.dims:
+            da = da.sel({dims.PASS: like[dims.PASS]})
+        da = da.broadcast_like(like).transpose(*like.dims)
+        # the product's own blocks (the store's chunks would make them irregular)
+        return da.chunk(dict(zip(like.dims, like.chunks, strict=True))) if like.chunks else da
+
+    frozen = snow = None
+    name = next((n for n in ("soil_temperature", "surface_temperature") if n in anc), None)
+    if name is not None:
+        t = on_like(anc[name])
+        frozen = xr.where(t.notnull(), (t < params.frozen_below_k).astype(np.float32), np.nan)
+    if "snow_water_equivalent" in anc:
+        swe = on_like(anc["snow_water_equivalent"])
+        snow = xr.where(swe.notnull(), (swe > params.snow_swe_mm).astype(np.float32), np.nan)
+    return frozen, snow
+
+
 def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.ModelRef, *,
-               tile: int = dims.PENCIL_TILE, resources: dict | None = None) -> xr.Dataset:
-    """Lazy harmonised product of one sensor (time, pass, y, x), on the days it observed."""
+               ancillary: xr.Dataset | None = None, tile: int = dims.PENCIL_TILE,
+               resources: dict | None = None) -> xr.Dataset:
+    """Lazy harmonised product of one sensor (time, pass, y, x), on the days it observed.
+
+    ``ancillary``: the archive's reanalysis store; frozen ground and snow are then screened by
+    the SMAP retrieval's own rules (:func:`ancillary_screens`), by TB heuristics where it has no
+    value or without it.
+    """
     feats = harmonise.features(cal, static, sensor)
     feats = feats.chunk({dims.TIME: -1, dims.PASS: 1, dims.Y: tile, dims.X: tile,
                          dims.FEATURE: -1})
@@ -348,6 +389,12 @@ def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.Mode
     tb18 = feats.sel({dims.FEATURE: "tb_18.7V"}, drop=True)
     frozen = tb36 < FROZEN_TB36V_K
     snow = (tb18 - tb36) > SNOW_SCATTER_K
+    if ancillary is not None:
+        f_anc, s_anc = ancillary_screens(ancillary, tb36)
+        if f_anc is not None:
+            frozen = xr.where(f_anc.notnull(), f_anc > 0.5, frozen)
+        if s_anc is not None:
+            snow = xr.where(s_anc.notnull(), s_anc > 0.5, snow)
     sm = sm.where(observed & ~frozen & ~snow).clip(0.0, 1.0)
     flag = (xr.where(frozen, int(qc.QC.FROZEN_GROUND), 0)
             | xr.where(snow, int(qc.QC.SNOW_COVER), 0)
@@ -368,6 +415,14 @@ def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.Mode
     return out
 
 
+def open_ancillary(root: str, grid_name: str, storage_options=None) -> xr.Dataset | None:
+    """The archive's reanalysis store ``ancillary/{grid}.zarr`` (None when it has none)."""
+    url = stores.ancillary_url(root, grid_name)
+    if not stores.exists(url, storage_options):
+        return None
+    return stores.open_dataset(url, storage_options=storage_options)
+
+
 def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
                   resources: dict | None = None,
                   progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
@@ -375,13 +430,14 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
     ref = latest_model(root, storage_options)
     static = _static(root, storage_options)
     g = _grid_name(static)
+    anc = open_ancillary(root, static.attrs["grid"], storage_options)
     urls = {}
     for s in HARMONISED_SENSORS:
         cal = _calibrated(root, s, storage_options)
         if cal is None:
             continue
         progress(f"harmonising {s} ({cal.sizes[dims.TIME]} days)")
-        ds = harmonised(cal, static, s, ref, resources=resources)
+        ds = harmonised(cal, static, s, ref, ancillary=anc, resources=resources)
         urls[s] = publish.publish_dataset(ds, root, product_id(s, g), spec=schema.SM_HARMONISED,
                                           storage_options=storage_options,
                                           provenance={"model_sha256": ref.sha256})
@@ -450,10 +506,9 @@ def thawed_land(root: str, static: xr.Dataset, time: xr.DataArray,
     SWE ≤ 1 mm — the retrieval's own rules, from the same inputs.  None without an ancillary
     store.
     """
-    url = stores.ancillary_url(root, static.attrs["grid"])
-    if not stores.exists(url, storage_options):
+    anc = open_ancillary(root, static.attrs["grid"], storage_options)
+    if anc is None:
         return None
-    anc = stores.open_dataset(url, storage_options=storage_options)
     name = next((n for n in ("soil_temperature", "surface_temperature") if n in anc), None)
     if name is None:
         return None

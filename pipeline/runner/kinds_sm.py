@@ -139,8 +139,18 @@ class HarmonisedJob(_PixelwiseJob):
                     resources: Mapping[str, float] | None = None) -> xr.Dataset:
         from pipeline.graphs import harmonise
 
-        return harmonise.harmonised(cal, static, self.sensor, self._ref, tile=self.tile,
+        # the screens are reindexed onto the block's own (time, y, x)
+        return harmonise.harmonised(cal, static, self.sensor, self._ref,
+                                    ancillary=self._ancillary,
+                                    tile=self.tile,
                                     resources=dict(resources) if resources else None)
+
+    @functools.cached_property
+    def _ancillary(self) -> xr.Dataset | None:
+        from pipeline.graphs import harmonise
+
+        cal, _ = self._opened
+        return harmonise.open_ancillary(self.root, str(cal.attrs["grid"]), self.storage_options)
 
     @functools.cached_property
     def _whole(self) -> xr.Dataset:
@@ -164,8 +174,11 @@ class HarmonisedJob(_PixelwiseJob):
 
     def inputs(self) -> Mapping[str, str]:
         cal, static = self._opened
-        return {"calibrated": stores.calibrated_url(self.root, self.sensor),
-                "static": stores.static_url(self.root, str(cal.attrs["grid"]))}
+        out = {"calibrated": stores.calibrated_url(self.root, self.sensor),
+               "static": stores.static_url(self.root, str(cal.attrs["grid"]))}
+        if self._ancillary is not None:       # frozen-ground and snow screens
+            out["ancillary"] = stores.ancillary_url(self.root, str(cal.attrs["grid"]))
+        return out
 
     def models(self) -> Mapping[str, str]:
         return {MODEL_NAME: self._ref.sha256}
@@ -175,7 +188,10 @@ class HarmonisedJob(_PixelwiseJob):
 
         return {"sensor": self.sensor,
                 "screens": {"frozen_tb36v_k": harmonise.FROZEN_TB36V_K,
-                            "snow_scatter_k": harmonise.SNOW_SCATTER_K},
+                            "snow_scatter_k": harmonise.SNOW_SCATTER_K,
+                            "ancillary": self._ancillary is not None,
+                            "frozen_below_k": harmonise.THAWED_MIN_K,
+                            "snow_swe_mm": harmonise.SNOW_MAX_MM},
                 "time_range": list(self.time_range or [])}
 
 

@@ -105,6 +105,25 @@ def test_harmonised_products_conform_and_have_skill(lstm_chain, chain_root):
         assert va["against_smap_heldout"][s]["r"] > 0.5
 
 
+def test_harmonised_frozen_flags_follow_the_reanalysis_rule(lstm_chain, chain_root):
+    """With the archive's reanalysis store, FROZEN_GROUND is the SMAP retrieval's own rule
+    (pass soil temperature < 274.15 K), not the 36.5 GHz TB heuristic."""
+    from pipeline import qc, soil_moisture
+
+    _, hm, _, _ = lstm_chain
+    ds = xr.open_zarr(hm["products"]["amsr2"]).load()
+    anc = stores.open_dataset(stores.ancillary_url(chain_root, ds.attrs["grid"]))
+    t = anc["soil_temperature"].reindex({dims.TIME: ds[dims.TIME]}).sel(
+        {dims.PASS: ds[dims.PASS]}).transpose(*ds[dims.QUALITY_FLAG].dims).load()
+    frozen = (ds[dims.QUALITY_FLAG] & int(qc.QC.FROZEN_GROUND)) != 0
+    known = t.notnull().values
+    assert known.mean() > 0.9
+    want = (t < soil_moisture.RetrievalParams().frozen_below_k).values
+    np.testing.assert_array_equal(frozen.values[known], want[known])
+    assert 0 < want[known].mean() < 1
+    assert not bool(ds[dims.SOIL_MOISTURE].where(frozen).notnull().any())
+
+
 def test_fused_product_masks_and_coverage(lstm_chain, chain_root):
     _, _, fu, va = lstm_chain
     ds = xr.open_zarr(fu["product"])
