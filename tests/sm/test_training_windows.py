@@ -1,0 +1,38 @@
+"""LSTM training windows: the warm-up days are context only; settings are checked."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pipeline import errors
+from pipeline.graphs import harmonise
+
+
+def test_warmup_days_are_never_scored_and_every_later_day_is():
+    st = dataclasses.replace(harmonise.TrainSettings(), window_days=10, stride_days=4,
+                             warmup_days=3, min_valid_targets=1)
+    n_pix, n_time = 2, 30
+    x = np.arange(n_pix * n_time * 2, dtype=np.float32).reshape(n_pix, n_time, 2)
+    y = np.tile(np.arange(n_time, dtype=np.float32), (n_pix, 1))
+    y[1, 12] = np.nan                                   # a missing target stays unscored
+    xw, yw, mw = harmonise._tile_windows(x, y, np.ones((n_pix, n_time), bool), st)
+    starts = range(0, n_time - 10 + 1, 4)
+    assert xw.shape == (n_pix * len(starts), 10, 2) and mw.shape == yw.shape
+    assert not mw[:, :3].any()                          # the warm-up: inputs only
+    scored = {(int(p), int(d)) for k, t0 in enumerate(starts) for p in range(n_pix)
+              for d in (yw[k * n_pix + p][mw[k * n_pix + p]])}
+    # windows start every 4 days and score days 3..9 of each: every day from 3 on is scored
+    for p in range(n_pix):
+        want = {d for d in range(3, n_time) if not (p == 1 and d == 12)}
+        assert {d for q, d in scored if q == p} == want
+    np.testing.assert_array_equal(xw[0], x[0, :10])
+
+
+def test_train_settings_reject_a_warmup_that_leaves_days_unscored():
+    with pytest.raises(errors.ConfigError, match="warmup_days"):
+        harmonise.TrainSettings(window_days=20, warmup_days=20)
+    with pytest.raises(errors.ConfigError, match="stride_days"):
+        harmonise.TrainSettings(window_days=60, warmup_days=50, stride_days=15)
