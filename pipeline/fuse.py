@@ -30,6 +30,7 @@ __all__ = [
     "fuse_sensors",
     "handover_diagnostics",
     "match_means",
+    "match_methods",
     "mean_offsets",
     "stack_sources",
     "tc_error_variance",
@@ -62,67 +63,127 @@ def stack_sources(sources: dict[str, xr.DataArray]) -> xr.DataArray:
 MATCH_CHAIN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("amsr2", ("smap",)), ("gmi", ("smap",)), ("tmi", ("gmi", "amsr2")), ("amsre", ("tmi",)))
 MIN_OVERLAP_DAYS = 30
+# Where a source has too few common days with its references (AMSR-E outside TMI's ±38°), its
+# long-term mean is matched to that of these already-matched sources over their own records
+# instead: AMSR-E (2002-06..2011-10) to AMSR2 (2012-07..) across the 2011-12 gap, the way CCI
+# bridges sensors without overlap.  One all-year offset per cell (monthly ones would carry the
+# two periods' different weather into the seasonal cycle).  It assumes the cell's climatology
+# is the same in both periods (no trend, no land-cover change) and that both records sample
+# the seasons alike (AMSR-E's last year ends in October); the report counts the cells.
+CLIMATOLOGY_FALLBACK: dict[str, tuple[str, ...]] = {"amsre": ("amsr2",)}
+# offset method per matched source and cell (match_methods)
+NOT_MATCHED, BY_OVERLAP, BY_CLIMATOLOGY = 0, 1, 2
+
+
+def _ref_series(out: np.ndarray, refs: list[int]) -> np.ndarray:
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN days: NaN, as meant
+        return np.nanmean(out[..., refs, :], axis=-2) if len(refs) > 1 else out[..., refs[0], :]
+
+
+def _monthly_offsets(x: np.ndarray, ref: np.ndarray, m0: np.ndarray, min_overlap: int,
+                     monthly: bool, paired: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets (…, 12), enough (…)): mean(ref) − mean(x), per calendar month and all-year.
+
+    ``paired``: over the days both have (overlap matching); else each over its own days
+    (climatology matching, the periods need not overlap).
+    """
+    if paired:
+        ok = np.isfinite(x) & np.isfinite(ref)
+        xs, rs = np.where(ok, x, np.nan), np.where(ok, ref, np.nan)
+    else:
+        xs, rs = x, ref
+
+    def mean_diff(sel):
+        nx, nr = np.isfinite(xs[..., sel]).sum(-1), np.isfinite(rs[..., sel]).sum(-1)
+        d = (np.nansum(rs[..., sel], -1) / np.maximum(nr, 1)
+             - np.nansum(xs[..., sel], -1) / np.maximum(nx, 1))
+        return d, np.minimum(nx, nr)
+
+    total, n = mean_diff(slice(None))
+    enough = n >= min_overlap
+    total = np.where(enough, total, 0.0)
+    if not monthly:
+        return np.repeat(total[..., None], 12, axis=-1).astype(np.float32), enough
+    per = np.empty(x.shape[:-1] + (12,), np.float32)
+    for m in range(12):
+        d, n_m = mean_diff(m0 == m)
+        per[..., m] = np.where(n_m >= max(min_overlap // 3, 1), d, total)
+    return np.where(enough[..., None], per, 0.0).astype(np.float32), enough
 
 
 def _offsets_numpy(a: np.ndarray, names: list[str], months: np.ndarray, chain,
-                   min_overlap: int, monthly: bool) -> tuple[np.ndarray, np.ndarray]:
+                   min_overlap: int, monthly: bool, climatology=()
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Core of :func:`mean_offsets` on a block ``a`` (…, sensor, time) with the whole record.
 
-    Returns (matched block, offsets (…, len(chain), 12)); offsets are 0 for unmatched sources.
+    Returns (matched block, offsets (…, len(chain), 12), method (…, len(chain)) int8);
+    offsets are 0 for unmatched sources.
     """
     a = np.asarray(a, np.float32)
     out = a.copy()
     offs = np.zeros(a.shape[:-2] + (len(chain), 12), np.float32)
+    how = np.zeros(a.shape[:-2] + (len(chain),), np.int8)
     idx = {n: i for i, n in enumerate(names)}
+    clim = dict(climatology)
     m0 = months.astype(int) - 1
     for k, (src, refs) in enumerate(chain):
         refs = [idx[r] for r in refs if r in idx]
         if src not in idx or not refs:
             continue
         x = out[..., idx[src], :]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN days: NaN, as meant
-            ref = np.nanmean(out[..., refs, :], axis=-2) if len(refs) > 1 else out[..., refs[0], :]
-        diff = np.where(np.isfinite(x) & np.isfinite(ref), ref - x, np.nan)
-        both = np.isfinite(diff)
-        n = both.sum(-1)
-        total = np.where(n >= min_overlap, np.nansum(diff, -1) / np.maximum(n, 1), 0.0)
-        if monthly:
-            per = np.empty(a.shape[:-2] + (12,), np.float32)
-            for m in range(12):
-                sel = m0 == m
-                n_m = both[..., sel].sum(-1)
-                s_m = np.nansum(diff[..., sel], -1)
-                per[..., m] = np.where(n_m >= max(min_overlap // 3, 1),
-                                       s_m / np.maximum(n_m, 1), total)
-            per = np.where((n >= min_overlap)[..., None], per, 0.0)
-        else:
-            per = np.repeat(total[..., None], 12, axis=-1)
+        per, enough = _monthly_offsets(x, _ref_series(out, refs), m0, min_overlap, monthly,
+                                       paired=True)
+        how[..., k] = np.where(enough, BY_OVERLAP, NOT_MATCHED)
+        crefs = [idx[r] for r in clim.get(src, ()) if r in idx]
+        if crefs and not enough.all():
+            # one offset per cell: month by month, the two periods' different weather
+            # (≈ 0.05 / sqrt(8 years) per month) would reshape the seasonal cycle
+            cper, cenough = _monthly_offsets(x, _ref_series(out, crefs), m0, min_overlap,
+                                             False, paired=False)
+            use = ~enough & cenough
+            per = np.where(use[..., None], cper, per)
+            how[..., k] = np.where(use, BY_CLIMATOLOGY, how[..., k])
         offs[..., k, :] = per
         out[..., idx[src], :] = x + np.take(per, m0, axis=-1)
-    return out, offs
+    return out, offs, how
 
 
-def _core(stack: xr.DataArray, chain, min_overlap: int, monthly: bool, which: int):
+def _core(stack: xr.DataArray, chain, min_overlap: int, monthly: bool, which: int,
+          climatology):
     names = [str(n) for n in stack[SENSOR].values]
     months = np.asarray(stack[dims.TIME].dt.month.values)
+    climatology = tuple((s, tuple(r)) for s, r in dict(climatology).items())
 
     def fn(a):
-        return _offsets_numpy(a, names, months, chain, min_overlap, monthly)[which]
+        return _offsets_numpy(a, names, months, chain, min_overlap, monthly,
+                              climatology)[which]
 
+    core = [[SENSOR, dims.TIME]]
     if which == 0:
-        return xr.apply_ufunc(fn, stack, input_core_dims=[[SENSOR, dims.TIME]],
+        return xr.apply_ufunc(fn, stack, input_core_dims=core,
                               output_core_dims=[[SENSOR, dims.TIME]], dask="parallelized",
                               output_dtypes=[np.float32])
-    return xr.apply_ufunc(fn, stack, input_core_dims=[[SENSOR, dims.TIME]],
+    if which == 2:
+        return xr.apply_ufunc(fn, stack, input_core_dims=core, output_core_dims=[["matched"]],
+                              dask="parallelized", output_dtypes=[np.int8],
+                              dask_gufunc_kwargs={"output_sizes": {"matched": len(chain)}})
+    return xr.apply_ufunc(fn, stack, input_core_dims=core,
                           output_core_dims=[["matched", "month"]], dask="parallelized",
                           output_dtypes=[np.float32],
                           dask_gufunc_kwargs={"output_sizes": {"matched": len(chain),
                                                                "month": 12}})
 
 
+def _matched(stack, chain):
+    present = [str(n) for n in stack[SENSOR].values]
+    return [(k, s) for k, (s, refs) in enumerate(chain)
+            if s in present and any(r in present for r in refs)]
+
+
 def mean_offsets(stack: xr.DataArray, chain=MATCH_CHAIN, min_overlap: int = MIN_OVERLAP_DAYS,
-                 monthly: bool = True) -> dict[str, xr.DataArray]:
+                 monthly: bool = True, climatology=CLIMATOLOGY_FALLBACK
+                 ) -> dict[str, xr.DataArray]:
     """Per-cell additive offsets (month, y, x) [m3 m-3] that give each source its reference's mean.
 
     For a source and the mean of its (already matched) references, the offset is
@@ -132,21 +193,33 @@ def mean_offsets(stack: xr.DataArray, chain=MATCH_CHAIN, min_overlap: int = MIN_
     changes; months with fewer than ``min_overlap // 3`` common days take the all-year offset
     (``monthly=False``: the all-year offset in every month).  Lazy on dask input; each block
     needs the whole record (time in one chunk); pixels are independent.
+
+    ``climatology``: for the sources named, cells without ``min_overlap`` common days take the
+    difference of the long-term means instead, each over its own record (see
+    :data:`CLIMATOLOGY_FALLBACK`; :func:`match_methods` says which cells).
     """
-    present = [str(n) for n in stack[SENSOR].values]
     chain = tuple((s, tuple(r)) for s, r in chain)
-    offs = _core(stack, chain, min_overlap, monthly, 1)
+    offs = _core(stack, chain, min_overlap, monthly, 1, climatology)
     return {s: offs.isel(matched=k).assign_coords(month=np.arange(1, 13)).transpose(
-        "month", ...) for k, (s, refs) in enumerate(chain)
-        if s in present and any(r in present for r in refs)}
+        "month", ...) for k, s in _matched(stack, chain)}
+
+
+def match_methods(stack: xr.DataArray, chain=MATCH_CHAIN, min_overlap: int = MIN_OVERLAP_DAYS,
+                  monthly: bool = True, climatology=CLIMATOLOGY_FALLBACK
+                  ) -> dict[str, xr.DataArray]:
+    """How each matched source was matched per cell: :data:`NOT_MATCHED`, :data:`BY_OVERLAP`
+    or :data:`BY_CLIMATOLOGY` (int8, lazy on dask input)."""
+    chain = tuple((s, tuple(r)) for s, r in chain)
+    how = _core(stack, chain, min_overlap, monthly, 2, climatology)
+    return {s: how.isel(matched=k) for k, s in _matched(stack, chain)}
 
 
 def match_means(stack: xr.DataArray, chain=MATCH_CHAIN, min_overlap: int = MIN_OVERLAP_DAYS,
-                monthly: bool = True) -> xr.DataArray:
+                monthly: bool = True, climatology=CLIMATOLOGY_FALLBACK) -> xr.DataArray:
     """``stack`` with :func:`mean_offsets` added to each matched source (lazy)."""
     chain = tuple((s, tuple(r)) for s, r in chain)
-    return _core(stack, chain, min_overlap, monthly, 0).transpose(*stack.dims).astype(
-        stack.dtype)
+    return _core(stack, chain, min_overlap, monthly, 0, climatology).transpose(
+        *stack.dims).astype(stack.dtype)
 
 
 def triplet_error_variance(x: xr.DataArray, y: xr.DataArray, z: xr.DataArray, *,

@@ -557,6 +557,7 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
     stack = fusion_stack(sources)
     raw = fusion_stack(sources, match=False)
     offsets = {s: o.load() for s, o in fuse.mean_offsets(raw).items()}
+    methods = {s: m.load() for s, m in fuse.match_methods(raw).items()}
     fallback = fallback_error_variance(root, storage_options)
     ev = fuse.tc_error_variance(stack, fallback=fallback).load()
     fused = fused_product(stack, ev["err_var"], static)
@@ -578,6 +579,10 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
             "monthly": True,
             "offset_median": {s: _f(o.where(o != 0).median()) for s, o in offsets.items()},
             "cells_matched": {s: int((o != 0).any("month").sum()) for s, o in offsets.items()},
+            "cells_by_method": {s: {k: int((m == v).sum()) for k, v in (
+                ("overlap", fuse.BY_OVERLAP), ("climatology", fuse.BY_CLIMATOLOGY),
+                ("none", fuse.NOT_MATCHED))} for s, m in methods.items()},
+            "climatology_fallback": {s: list(r) for s, r in fuse.CLIMATOLOGY_FALLBACK.items()},
             "cells": int(static["landcover"].size)},
         "land_coverage": {"mean": _f(cov.mean()),
                           "min_when_2plus_sensors": _f(multi.min()),

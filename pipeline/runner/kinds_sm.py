@@ -290,9 +290,15 @@ class FusedJob(_PixelwiseJob):
 
     def settings(self) -> Mapping[str, Any]:
         _, sources, fallback = self._opened
+        from pipeline import fuse
+
         return {"sources": sorted(sources),
                 "fallback_error_variance": {s: float(np.float64(v))
                                             for s, v in sorted(fallback.items())},
+                "mean_matching": {"chain": [[s, list(r)] for s, r in fuse.MATCH_CHAIN],
+                                  "climatology": {s: list(r) for s, r in
+                                                  sorted(fuse.CLIMATOLOGY_FALLBACK.items())},
+                                  "min_overlap_days": fuse.MIN_OVERLAP_DAYS},
                 "time_range": list(self.time_range or [])}
 
 

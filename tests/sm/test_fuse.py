@@ -109,7 +109,7 @@ def _chain_sources(seed=1):
     rng = np.random.default_rng(seed)
     time = pd.date_range("2009-01-01", "2019-12-31", freq="D")
     ny, nx = 3, 2
-    doy = time.dayofyear.values[:, None, None]
+    doy = time.day_of_year.values[:, None, None]
     truth = 0.25 + 0.08 * np.sin(2 * np.pi * doy / 365.25) + rng.normal(0, 0.03, (len(time), ny,
                                                                                      nx))
     season = 0.03 * np.cos(2 * np.pi * doy / 365.25)  # a seasonal error relative to SMAP
@@ -167,3 +167,34 @@ def test_mean_matching_leaves_sources_without_enough_overlap_alone():
     xr.testing.assert_allclose(matched.sel({dims.SENSOR: "amsre"}),
                                stack.sel({dims.SENSOR: "amsre"}))
     assert float(abs(fuse.mean_offsets(stack)["amsre"]).max()) == 0.0
+
+
+def test_amsre_outside_tmi_is_matched_by_climatology_across_the_gap():
+    """AMSR-E where TMI never looks (row 0): its long-term mean is matched to the (SMAP-matched)
+    AMSR2's over their own, non-overlapping periods, one offset per cell; elsewhere via TMI."""
+    sources, truth = _chain_sources(seed=3)
+    sources["tmi"] = sources["tmi"].where(sources["tmi"][dims.Y] > 0)
+    # whole years of AMSR-E: a record ending in October would weigh the seasons differently
+    # from AMSR2's and bias the mean difference by the seasonal cycle (documented assumption)
+    sources["amsre"] = sources["amsre"].where(sources["amsre"][dims.TIME] < np.datetime64(
+        "2011-01-01"))
+    stack = fuse.stack_sources(sources)
+    how = fuse.match_methods(stack)["amsre"]
+    assert (how.isel({dims.Y: 0}) == fuse.BY_CLIMATOLOGY).all()
+    assert (how.isel({dims.Y: slice(1, None)}) == fuse.BY_OVERLAP).all()
+    assert (fuse.match_methods(stack)["tmi"].isel({dims.Y: 0}) == fuse.NOT_MATCHED).all()
+    matched = fuse.match_means(stack)
+    err = (matched.sel({dims.SENSOR: "amsre"}) - truth).isel({dims.Y: 0})
+    raw = (stack.sel({dims.SENSOR: "amsre"}) - truth).isel({dims.Y: 0})
+    assert float(raw.mean()) == pytest.approx(-0.05, abs=0.005)
+    # the -0.05 offset is gone, with one offset per cell (all months alike)
+    assert abs(float(err.mean())) < 0.005
+    off = fuse.mean_offsets(stack)["amsre"].isel({dims.Y: 0})
+    assert float(off.std("month").max()) < 1e-7
+    assert float(off.mean()) == pytest.approx(0.05, abs=0.005)
+    # switched off: AMSR-E outside TMI keeps its offset
+    plain = fuse.match_means(stack, climatology={})
+    xr.testing.assert_allclose(plain.sel({dims.SENSOR: "amsre"}).isel({dims.Y: 0}),
+                               stack.sel({dims.SENSOR: "amsre"}).isel({dims.Y: 0}))
+    lazy = fuse.match_means(stack.chunk({dims.TIME: -1, dims.Y: 1}))
+    np.testing.assert_allclose(lazy.values, matched.values, rtol=0, atol=1e-7)
