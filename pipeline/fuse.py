@@ -58,8 +58,8 @@ def stack_sources(sources: dict[str, xr.DataArray]) -> xr.DataArray:
 # when their turn comes, so every source ends on the SMAP retrieval's per-cell mean — the ESA
 # CCI practice of scaling all products to one reference before merging (science.md §3.6).
 # TMI has no SMAP overlap (it ended Apr 2015): it goes through GMI/AMSR2 (2014-03..2015-04);
-# AMSR-E goes through TMI (2002–2011, ±38° only).  AMSR-E outside ±38° has no overlapping
-# reference and keeps offset 0 (reported).
+# AMSR-E goes through TMI (2002–2011, ±38° only); outside ±38° it has no overlapping reference
+# and falls back to CLIMATOLOGY_FALLBACK below.
 MATCH_CHAIN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("amsr2", ("smap",)), ("gmi", ("smap",)), ("tmi", ("gmi", "amsr2")), ("amsre", ("tmi",)))
 MIN_OVERLAP_DAYS = 30
