@@ -63,6 +63,22 @@ def test_round_trip_with_explicit_format_and_consolidation(store, zarr_format):
     assert stores.open_dataset(url, chunks={"time": 10}).tb.chunks[0] == (10,)
 
 
+def test_small_coordinates_open_in_memory_and_stay_there_when_chunked(tmp_path, monkeypatch):
+    """2-D lat/lon load at open (else xarray computes them to compare on every binary op
+    between arrays from two stores); data stay lazy; over the size limit coords stay lazy."""
+    url = str(tmp_path / "s.zarr")
+    stores.write_dataset(_tb(), url, chunks={"time": 5})
+    ds = stores.open_dataset(url)
+    assert ds.tb.chunks is not None
+    assert all(ds[c].variable.chunks is None for c in ("lat", "lon"))
+    again = stores.chunk_variables(ds, {"time": 2})
+    assert again.tb.chunks[0] == (2,) * 5 and again.lat.variable.chunks is None
+    assert ds.chunk({"time": 2}).lat.variable.chunks is not None     # what it avoids
+    xr.testing.assert_identical(again.load(), ds.load())
+    monkeypatch.setattr(stores, "EAGER_COORD_BYTES", 8)
+    assert stores.open_dataset(url).lat.variable.chunks is not None
+
+
 def test_stale_encoding_is_dropped_on_rewrite(tmp_path):
     src, dst = tmp_path / "a.zarr", tmp_path / "b.zarr"
     stores.write_dataset(_tb(), str(src), chunks={"time": 5})
