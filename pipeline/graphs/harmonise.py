@@ -758,8 +758,8 @@ def _station_scores(daily: xr.DataArray, static: xr.Dataset, stations: dict[str,
                     ) -> dict[str, Any]:
     """Per-station and per-network scores of a daily product against in-situ soil moisture.
 
-    All stations of a network in one vectorised call per metric (``_score`` per station cost
-    10 s per validation on the tiny archive).
+    All stations of a network in one vectorised call per metric (``_score`` per station took
+    about 1 s per product on the tiny archive's 24 stations; this takes 0.1 s).
     """
     out: dict[str, Any] = {}
     g, w = grid.window_from_attrs(static.attrs)
