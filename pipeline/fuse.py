@@ -362,20 +362,44 @@ def handover_diagnostics(sm: xr.DataArray, dates: dict[str, str] = HANDOVERS, *,
     ``window_days`` after the date.  With ``reference`` (e.g. the truth), anomalies are taken
     against it, which removes the natural seasonal change across the window.
 
+    The same shift is also measured on the same calendar date of every other year whose
+    windows fit in the record (``same_date_other_years``: n, median, min, max): without a
+    hand-over it is the diagnostic's own noise and seasonal pattern, the yardstick for the shift
+    at the hand-over.
+
     Returns:
-      ``{name: {"date", "mean_before", "mean_after", "shift"}}`` (m3 m-3); dates outside the
-      record are skipped.
+      ``{name: {"date", "mean_before", "mean_after", "shift", "same_date_other_years"}}``
+      (m3 m-3); dates outside the record are skipped.
     """
     out = {}
     t = sm[dims.TIME]
+    series = sm if reference is None else sm - reference
+    first, last = t.values.min(), t.values.max()
+    window = np.timedelta64(window_days, "D")
+
+    def shift(day):
+        before = series.sel({dims.TIME: slice(day - window, day - np.timedelta64(1, "D"))})
+        after = series.sel({dims.TIME: slice(day, day + window)})
+        return float(before.mean()), float(after.mean())
+
     for name, d in dates.items():
         day = np.datetime64(d, "ns")
-        if day <= t.values.min() or day >= t.values.max():
+        if day <= first or day >= last:
             continue
-        lo, hi = day - np.timedelta64(window_days, "D"), day + np.timedelta64(window_days, "D")
-        series = sm if reference is None else sm - reference
-        before = series.sel({dims.TIME: slice(lo, day - np.timedelta64(1, "D"))})
-        after = series.sel({dims.TIME: slice(day, hi)})
-        mb, ma = float(before.mean()), float(after.mean())
-        out[name] = {"date": d, "mean_before": mb, "mean_after": ma, "shift": ma - mb}
+        mb, ma = shift(day)
+        others = []
+        for year in range(int(str(first)[:4]), int(str(last)[:4]) + 1):
+            try:
+                other = np.datetime64(f"{year}{d[4:10]}", "ns")
+            except ValueError:          # 29 February in a common year
+                continue
+            if other != day and first <= other - window and other + window <= last:
+                b, a = shift(other)
+                if np.isfinite(a - b):
+                    others.append(a - b)
+        null = ({"n": len(others), "median": float(np.median(others)),
+                 "min": float(np.min(others)), "max": float(np.max(others))}
+                if others else {"n": 0})
+        out[name] = {"date": d, "mean_before": mb, "mean_after": ma, "shift": ma - mb,
+                     "same_date_other_years": null}
     return out

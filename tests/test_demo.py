@@ -286,3 +286,17 @@ def test_retrieval_check_uses_the_holdout_and_fusion_the_common_support():
     by = {c.name: c for c in targets.check_all({"a": {"sm-validation.json": val}}, ROLES)}
     fus = by["fused − sensor ubRMSD on common pixel-days (worst sensor)"]
     assert fus.status == "fail" and "gmi" in fus.detail
+
+
+def test_handover_check_shows_the_same_date_in_other_years():
+    """The verdict is the shift's; the detail gives the diagnostic's spread without a hand-over."""
+    val = _val({"gmi": 0.03}, 0.02)
+    val["handovers_vs_truth"] = {
+        "gmi-start-2014-03": {"date": "2014-03-04", "shift": -0.0104,
+                              "same_date_other_years": {"n": 8, "median": -0.0045,
+                                                        "min": -0.0112, "max": 0.0027}},
+        "amsr2-start-2012-07": {"date": "2012-07-02", "shift": 0.0013}}
+    by = {c.name: c for c in targets.check_all({"a": {"sm-validation.json": val}}, ROLES)}
+    ho = by["worst |hand-over shift|"]
+    assert (ho.measured, ho.status) == (0.0104, "fail")
+    assert "worst gmi-start-2014-03; same date in 8 other years: -0.0112..+0.0027" in ho.detail

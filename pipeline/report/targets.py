@@ -232,8 +232,12 @@ def _lstm(val: Mapping | None, fuse: Mapping | None, archive: str) -> list[Check
     hos = {k: v for k, v in hos.items() if v is not None}
     if hos:
         k, v = max(hos.items(), key=lambda kv: abs(kv[1]))
+        null = (raw[k].get("same_date_other_years") or {}) if isinstance(raw[k], Mapping) else {}
+        yard = (f"; same date in {null['n']} other years: {null['min']:+.4f}..{null['max']:+.4f}"
+                if null.get("n") else "")
         out.append(Check("fusion", "worst |hand-over shift|", abs(v), f"< {lim_h:g} m3 m-3",
-                         _verdict(abs(v) < lim_h), f"{src} ({len(hos)}); worst {k}", archive))
+                         _verdict(abs(v) < lim_h), f"{src} ({len(hos)}); worst {k}{yard}",
+                         archive))
     else:
         out.append(Check("fusion", "worst |hand-over shift|", None, f"< {lim_h:g} m3 m-3",
                          MISSING, "no hand-over inside the record", archive))

@@ -102,6 +102,22 @@ def test_handover_shift_detects_a_step():
     t = str(sm[dims.TIME].values[200])[:10]
     d = fuse.handover_diagnostics(sm, {"step": t}, window_days=60, reference=truth)
     assert d["step"]["shift"] == pytest.approx(0.02, abs=1e-9)
+    assert d["step"]["same_date_other_years"] == {"n": 0}       # 400 days: no other year
+
+
+def test_handover_shift_is_set_against_the_same_date_in_other_years():
+    """A seasonal error makes a 'shift' on that date every year; the step is the difference."""
+    time = pd.date_range("2010-01-01", "2015-12-31", freq="D")
+    doy = time.day_of_year.values
+    err = 0.01 * np.sin(2 * np.pi * doy / 365.25)             # recurring seasonal error
+    err = err + np.where(time >= pd.Timestamp("2013-03-04"), 0.015, 0.0)
+    sm = xr.DataArray(0.25 + err, dims=(dims.TIME,), coords={dims.TIME: time})
+    ref = xr.DataArray(np.full(len(time), 0.25), dims=(dims.TIME,), coords={dims.TIME: time})
+    d = fuse.handover_diagnostics(sm, {"h": "2013-03-04"}, reference=ref)["h"]
+    null = d["same_date_other_years"]
+    assert null["n"] == 5                                     # 2010-2012, 2014, 2015
+    assert null["min"] == pytest.approx(null["max"], abs=1e-3)   # the seasonal part alone
+    assert d["shift"] - null["median"] == pytest.approx(0.015, abs=1e-3)
 
 
 def _chain_sources(seed=1):
