@@ -460,6 +460,10 @@ def apply_transform(tb: xr.DataArray, coeffs: xr.Dataset, *, fallback: xr.Datase
         tau = decades_since(tb[dims.TIME], start) if start else 0.0
         off, slope, drift = (v.drop_vars([c for c in v.coords if c not in v.dims])
                              for v in (off, slope, drift))
+        if start and src.chunks is not None:
+            # lazy like the TB: drift (cell) x tau (time) in numpy is a (time, channel, y, x)
+            # array that dask would embed in the graph (196 MiB on the demo transect)
+            tau = tau.chunk({dims.TIME: src.chunks[src.dims.index(dims.TIME)]})
         out = off + slope * src + drift.fillna(0.0) * tau
     else:
         xp, yp = (_cell_params(coeffs, k).sel({dims.CHANNEL: chans}) for k in
