@@ -246,3 +246,17 @@ def test_skipping_rows_without_tb_changes_nothing():
         np.testing.assert_array_equal(a.values, b.values)        # NaNs compare equal here
         np.testing.assert_array_equal(a.values[:10], np.full((10, 2), fill, np.float32))
     assert np.isfinite(full[0].values[10:15, 1]).all()           # the half-missing rows ran
+
+
+def test_retrieval_compute_blocks_grow_in_time_on_small_windows():
+    """About BLOCK_RETRIEVALS retrievals per block: a one-column transect gets the whole record
+    in one time chunk (64-day blocks made the demo's retrieval 3x slower on a LocalCluster);
+    a full 32 x 32 tile keeps 128 days; never less than TIME_CHUNK."""
+    from pipeline.graphs import retrieval
+
+    transect = {"time": 3501, "pass": 2, "y": 204, "x": 1}
+    assert retrieval.compute_time_chunk(transect) == 3501
+    assert retrieval.compute_time_chunk({"time": 3501, "pass": 2, "y": 1624, "x": 3856}) == 128
+    assert retrieval.compute_time_chunk({"time": 40, "pass": 2, "y": 64, "x": 64}) == 40
+    square = {"time": 9000, "pass": 2, "y": 8, "x": 8}
+    assert retrieval.compute_time_chunk(square) == retrieval.BLOCK_RETRIEVALS // 128

@@ -60,6 +60,20 @@ def _nearest_l_band(vod: xr.DataArray) -> xr.DataArray:
     return vod
 
 
+# Retrievals per compute block (time x pass x tile): a small window (the demo's one-column
+# transect: 64 days x 2 passes x 32 x 1 = 4 096) gets longer time chunks, so that each task
+# does enough work to pay for its scheduling.  A 32 x 32 tile keeps 128 days.
+BLOCK_RETRIEVALS = 2**18
+
+
+def compute_time_chunk(sizes: dict) -> int:
+    """Days per compute block of the retrieval: at least :data:`TIME_CHUNK`, and enough for
+    about :data:`BLOCK_RETRIEVALS` retrievals per block (the whole record at most)."""
+    per_day = (sizes.get(dims.PASS, 1) * min(SPATIAL_TILE, sizes[dims.Y])
+               * min(SPATIAL_TILE, sizes[dims.X]))
+    return int(min(sizes[dims.TIME], max(TIME_CHUNK, BLOCK_RETRIEVALS // per_day)))
+
+
 def open_inputs(root: str, storage_options=None) -> dict:
     """Open the retrieval's inputs lazily; returns a dict of Datasets/DataArrays (or None).
 
@@ -75,9 +89,9 @@ def open_inputs(root: str, storage_options=None) -> dict:
     if not grid_name:
         raise errors.SchemaError(f"{tb_url}: attr 'grid' missing")
     sizes = dict(tb.sizes)
-    tb = tb.chunk({dims.TIME: min(TIME_CHUNK, sizes[dims.TIME]), dims.PASS: -1,
-                   dims.CHANNEL: -1, dims.Y: min(SPATIAL_TILE, sizes[dims.Y]),
-                   dims.X: min(SPATIAL_TILE, sizes[dims.X])})
+    tb = stores.chunk_variables(tb, {dims.TIME: compute_time_chunk(sizes), dims.PASS: -1,
+                                     dims.CHANNEL: -1, dims.Y: min(SPATIAL_TILE, sizes[dims.Y]),
+                                     dims.X: min(SPATIAL_TILE, sizes[dims.X])})
     static = stores.open_dataset(stores.static_url(root, grid_name),
                                  storage_options=storage_options).load()
     out = {"tb": tb, "static": static, "grid": grid_name, "surface_temperature": None,
@@ -92,7 +106,7 @@ def open_inputs(root: str, storage_options=None) -> dict:
     if stores.exists(a_url, storage_options):
         anc = stores.open_dataset(a_url, storage_options=storage_options)
         # ``pass`` is a core dim of the kernel: one chunk (the store may split it).
-        anc = anc.chunk({d: -1 for d in (dims.PASS,) if d in anc.dims})
+        anc = stores.chunk_variables(anc, {d: -1 for d in (dims.PASS,) if d in anc.dims})
         for name in ("soil_temperature", "surface_temperature"):
             if name in anc:
                 out["surface_temperature"] = anc[name]
