@@ -42,10 +42,10 @@ __all__ = [
     "REFERENCE",
     "MatchSettings",
     "epoch_labels",
+    "insitu_daily",
     "match_gridded",
     "match_series",
     "match_stations",
-    "insitu_daily",
     "network_table",
     "period_table",
     "screen_insitu",
@@ -150,8 +150,8 @@ def insitu_daily(insitu: xr.Dataset, variable: str = dims.SOIL_MOISTURE, *,
 
     Returns:
       float64 (station, time) with one step per calendar day from the first to the last; NaN on
-      days without a value.  Equals ``resample(time="1D").mean()`` (pandas' resampler: xarray's
-      groups the days one by one, 10 s on the tiny archive's 80 stations).
+      days without a value.  Equals ``resample(time="1D").mean()``, through pandas' resampler
+      (about 15x faster than xarray's on the tiny archive's 24 hourly stations).
     """
     sub = insitu if stations is None else insitu.sel({dims.STATION: list(stations)})
     da = screen_insitu(sub, variable) if screen else sub[variable]

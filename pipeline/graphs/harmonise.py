@@ -365,7 +365,6 @@ def ancillary_screens(anc: xr.Dataset, like: xr.DataArray
     ``snow_swe_mm``.  Float 1/0, NaN where the store has no value (outside its time range or
     window), so the caller can fall back there.  ``None`` for a screen the store cannot give.
     """
-    params = soil_moisture.RetrievalParams()
     at = {dims.TIME: like[dims.TIME], dims.Y: like[dims.Y], dims.X: like[dims.X]}
 
     def on_like(da: xr.DataArray) -> xr.DataArray:
@@ -377,14 +376,20 @@ def ancillary_screens(anc: xr.Dataset, like: xr.DataArray
         return da.chunk(dict(zip(like.dims, like.chunks, strict=True))) if like.chunks else da
 
     frozen = snow = None
-    name = next((n for n in ("soil_temperature", "surface_temperature") if n in anc), None)
-    if name is not None:
-        t = on_like(anc[name])
-        frozen = xr.where(t.notnull(), (t < params.frozen_below_k).astype(np.float32), np.nan)
+    t = _reanalysis_temperature(anc)
+    if t is not None:
+        t = on_like(t)
+        frozen = xr.where(t.notnull(), (t < THAWED_MIN_K).astype(np.float32), np.nan)
     if "snow_water_equivalent" in anc:
         swe = on_like(anc["snow_water_equivalent"])
-        snow = xr.where(swe.notnull(), (swe > params.snow_swe_mm).astype(np.float32), np.nan)
+        snow = xr.where(swe.notnull(), (swe > SNOW_MAX_MM).astype(np.float32), np.nan)
     return frozen, snow
+
+
+def _reanalysis_temperature(anc: xr.Dataset) -> xr.DataArray | None:
+    """The temperature the frozen-ground rule reads: soil, else surface (as the retrieval)."""
+    name = next((n for n in ("soil_temperature", "surface_temperature") if n in anc), None)
+    return None if name is None else anc[name]
 
 
 def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.ModelRef, *,
@@ -526,10 +531,9 @@ def thawed_land(root: str, static: xr.Dataset, time: xr.DataArray,
     anc = open_ancillary(root, static.attrs["grid"], storage_options)
     if anc is None:
         return None
-    name = next((n for n in ("soil_temperature", "surface_temperature") if n in anc), None)
-    if name is None:
+    t = _reanalysis_temperature(anc)
+    if t is None:
         return None
-    t = anc[name]
     t = (t.max(dims.PASS) if dims.PASS in t.dims else t).reindex({dims.TIME: time.values})
     ok = t >= THAWED_MIN_K
     if "snow_water_equivalent" in anc:
@@ -561,11 +565,11 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
         raise errors.StoreNotFound(f"{root}: no harmonised products; run `tbcube sm harmonise`")
     progress(f"fusing {', '.join(sources)}")
     raw = fusion_stack(sources, match=False)
-    if raw.nbytes <= PERSIST_STACK_BYTES:
-        # read the products once: the error variances, the product and the report each need
-        # the stack (on the demo transect the fusion took 127 s on a LocalCluster without)
-        raw = raw.persist()
     stack = fuse.match_means(raw)
+    if raw.nbytes <= PERSIST_STACK_BYTES:
+        # read the products and match them once: the error variances, the product and the
+        # report each need the stack (52 s -> 32 s on the demo transect's LocalCluster)
+        raw, stack = dask.persist(raw, stack)
     offsets, methods = dask.compute(fuse.mean_offsets(raw), fuse.match_methods(raw))
     fallback = fallback_error_variance(root, storage_options)
     ev = fuse.tc_error_variance(stack, fallback=fallback).load()

@@ -156,3 +156,31 @@ def test_fused_product_masks_and_coverage(lstm_chain, chain_root):
 
     assert va["fused_beats_every_sensor"] == all(ub(c["fused"]) < ub(c["sensor"])
                                                  for c in common.values())
+
+
+def test_station_scores_equal_pytesmo_at_the_station_cell(lstm_chain, chain_root):
+    """Per-station scores (all stations in one vectorised call) = pytesmo on that station's
+    screened daily series and the fused product at the cell holding the station."""
+    from pytesmo import metrics as pm
+
+    from pipeline import grid, validation
+    from pipeline.simulate import INSITU_NETWORK
+
+    _, _, fu, va = lstm_chain
+    per = va["stations"]["fused"][INSITU_NETWORK]["stations"]
+    sid = max(per, key=lambda k: per[k]["n"])
+    insitu = stores.open_dataset(stores.insitu_url(chain_root, INSITU_NETWORK))
+    ref = validation.insitu_daily(insitu, stations=[sid]).isel({dims.STATION: 0})
+    fused = xr.open_zarr(fu["product"])
+    g, w = grid.window_from_attrs(fused.attrs)
+    r, c = grid.latlon_to_rowcol(g, float(insitu[dims.LAT].sel({dims.STATION: sid})),
+                                 float(insitu[dims.LON].sel({dims.STATION: sid})))
+    est = fused[dims.SOIL_MOISTURE].isel({dims.Y: int(r) - w.row0, dims.X: int(c) - w.col0})
+    ref = ref.reindex({dims.TIME: est[dims.TIME]}).values
+    est = est.values.astype(np.float64)
+    ok = np.isfinite(est) & np.isfinite(ref)
+    assert per[sid]["n"] == ok.sum() > 30
+    assert per[sid]["ubrmsd"] == pytest.approx(pm.ubrmsd(est[ok], ref[ok]), abs=1e-5)
+    assert per[sid]["bias"] == pytest.approx(pm.bias(est[ok], ref[ok]), abs=1e-5)
+    r_ref = float(np.atleast_1d(pm.pearson_r(est[ok], ref[ok]))[0])
+    assert per[sid]["r"] == pytest.approx(r_ref, abs=1e-5)
