@@ -42,6 +42,9 @@ KERNEL = "models.retrieval:retrieve_with_settings"
 # Outputs (sm, vod, converged, rms) of KERNEL for a row whose TB is missing in every pass.
 KERNEL_EMPTY_ROW = (float("nan"), float("nan"), 0.0, float("nan"))
 SMAP_FREQ_GHZ = 1.41
+# Largest effective-temperature calibration offset accepted [K]: beyond it the ancillary
+# temperature, not the retrieval, is what needs fixing.
+TEFF_OFFSET_MAX_K = 15.0
 
 # IGBP class → (h roughness, ω single-scattering albedo, VOD prior).  Approximate values in the
 # spirit of the SMAP L2 land-cover table (science.md §3.2: h ≈ 0.1–0.16, ω ≈ 0–0.12, [K]); the
@@ -87,6 +90,12 @@ class RetrievalParams:
         classes not in ``pol_ratio_by_class``.
       pol_ratio_by_class: ``(igbp, τ_V/τ_H)`` rows, e.g. from ``tbcube sm tune`` (calibrated
         against in-situ stations); empty = ``vod_pol_ratio`` everywhere.
+      teff_offset_k: Offset added to the ancillary effective temperature inside the retrieval
+        [K] for classes not in ``teff_offset_by_class`` (0: the ancillary value as it is).  The
+        frozen-ground rule always uses the ancillary value itself.
+      teff_offset_by_class: ``(igbp, offset K)`` rows, e.g. from ``tbcube sm tune`` (the
+        effective-temperature calibration that sets the absolute level, as SMAP calibrates its
+        T_eff parameterisation at core sites); empty = ``teff_offset_k`` everywhere.
       vod_window_days: Multi-temporal second stage (as MT-DCA: vegetation changes slowly):
         the stage-1 VOD is smoothed by a running median over this many days and the retrieval
         is repeated with that VOD as a tight prior, so day-to-day errors of the effective
@@ -124,6 +133,8 @@ class RetrievalParams:
     sigma_vod_pass: float = 0.05
     vod_pol_ratio: float = 1.0
     pol_ratio_by_class: tuple[tuple[int, float], ...] = ()
+    teff_offset_k: float = 0.0
+    teff_offset_by_class: tuple[tuple[int, float], ...] = ()
     vod_window_days: int = 11
     sigma_vod_window: float = 0.02
     sigma_core_window_k: float = 4.0
@@ -147,6 +158,11 @@ class RetrievalParams:
                 raise errors.ConfigError(
                     f"pol_ratio_by_class: row {row!r} must be (igbp, ratio) with ratio in "
                     "[0.5, 2]")
+        for row in self.teff_offset_by_class + ((None, self.teff_offset_k),):
+            if len(row) != 2 or not abs(float(row[1])) <= TEFF_OFFSET_MAX_K:
+                raise errors.ConfigError(
+                    f"teff_offset: {row!r} must be (igbp, offset) with |offset| <= "
+                    f"{TEFF_OFFSET_MAX_K} K")
         if self.vod_window_days > 1 and self.vod_window_days % 2 == 0:
             raise errors.ConfigError(
                 f"vod_window_days: {self.vod_window_days} must be odd (a centred window)")
@@ -388,10 +404,15 @@ def retrieve_smap(
     h, omega, vod_prior = landcover_parameters(static["landcover"], params.landcover_params)
     pol_ratio = class_values(static["landcover"], params.pol_ratio_by_class,
                              params.vod_pol_ratio, "pol_ratio")
+    t_kernel = t_eff
+    if params.teff_offset_k or params.teff_offset_by_class:
+        # calibrated T_eff for the emission model only; the frozen rule above used t_eff
+        t_kernel = t_eff + class_values(static["landcover"], params.teff_offset_by_class,
+                                        params.teff_offset_k, "teff_offset")
     order = (dims.TIME, dims.PASS, dims.Y, dims.X)
 
     def run(tb_v_in, tb_h_in, prior, stage):
-        inputs = [tb_v_in, tb_h_in, t_eff, static["water_fraction"], static["clay_fraction"],
+        inputs = [tb_v_in, tb_h_in, t_kernel, static["water_fraction"], static["clay_fraction"],
                   static["sand_fraction"], static["bulk_density"], h, omega, prior, pol_ratio]
         inputs = [a.astype(np.float32) for a in inputs]
         out = apply_kernel(

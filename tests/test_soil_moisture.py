@@ -6,6 +6,7 @@ and open water mixed in; the retrieval assumes Mironov and its land-cover table.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import dask
@@ -260,3 +261,37 @@ def test_retrieval_compute_blocks_grow_in_time_on_small_windows():
     assert retrieval.compute_time_chunk({"time": 40, "pass": 2, "y": 64, "x": 64}) == 40
     square = {"time": 9000, "pass": 2, "y": 8, "x": 8}
     assert retrieval.compute_time_chunk(square) == retrieval.BLOCK_RETRIEVALS // 128
+
+
+def test_teff_offset_acts_in_the_emission_model_only(sm_archive):
+    """The tuned T_eff offset equals retrieving with the shifted temperature, for its class
+    only, and never moves the frozen-ground rule (which reads the ancillary value)."""
+    from pipeline import soil_moisture
+
+    root, data = sm_archive
+    anc = stores.open_dataset(stores.ancillary_url(root, "M36")).load()
+    temp = anc["soil_temperature"] if "soil_temperature" in anc else anc["surface_temperature"]
+    tb, static = data["tb"].isel(time=slice(0, 12)), data["static"]
+    cls = 10
+    assert int((static["landcover"] == cls).sum()) >= 3
+    base = soil_moisture.RetrievalParams(vod_window_days=0)
+    plain = retrieve(tb, static, surface_temperature=temp, params=base)
+    off = retrieve(tb, static, surface_temperature=temp, params=dataclasses.replace(
+        base, teff_offset_by_class=((cls, 3.0),)))
+    shifted = retrieve(tb, static, surface_temperature=temp + 3.0, params=base)
+    # the input rules (frozen ground, snow, water, RFI, no data) are untouched; only the
+    # bits that judge the retrieval's own result may change
+    outcome = int(qc.QC.RETRIEVAL_NOT_CONVERGED) | int(qc.QC.DENSE_VEGETATION)
+    xr.testing.assert_identical(off[dims.QUALITY_FLAG] & ~np.uint16(outcome),
+                                plain[dims.QUALITY_FLAG] & ~np.uint16(outcome))
+    assert int(_has(off[dims.QUALITY_FLAG], qc.QC.FROZEN_GROUND).sum()) > 0
+    in_cls = static["landcover"].reset_coords(drop=True) == cls
+    in_cls = in_cls.assign_coords({d: plain[d] for d in (dims.Y, dims.X)})
+    sm_off, sm_plain = off[dims.SOIL_MOISTURE], plain[dims.SOIL_MOISTURE]
+    xr.testing.assert_equal(sm_off.where(~in_cls), sm_plain.where(~in_cls))
+    both = in_cls & sm_off.notnull() & shifted[dims.SOIL_MOISTURE].notnull()
+    assert int(both.sum()) >= 20
+    np.testing.assert_allclose(sm_off.where(both).values,
+                               shifted[dims.SOIL_MOISTURE].where(both).values, atol=1e-6)
+    # a warmer T_eff means a lower emissivity for the same TB: wetter soil
+    assert float((sm_off - sm_plain).where(both).mean()) > 0.005

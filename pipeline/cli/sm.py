@@ -18,7 +18,7 @@ def sm() -> None:
     validate.
 
     \b
-    tbcube sm tune --root URL --years 2015,2016,2017   # τV/τH per land cover at stations
+    tbcube sm tune --root URL --years 2015,2016,2017   # τV/τH, T_eff per land cover
     tbcube sm retrieve --root URL   # → {root}/products/sm-smap-{grid}-v1/<version>.zarr
     """
 
@@ -31,20 +31,23 @@ def sm() -> None:
 @click.option("--min-stations", default=3, show_default=True, type=click.IntRange(1, None),
               help="Stations a land-cover class needs for its own ratio.")
 def tune_cmd(root: str, years: str | None, network: str | None, min_stations: int) -> None:
-    """Fit the retrieval's τV/τH per land-cover class against in-situ soil moisture.
+    """Fit the retrieval's τV/τH and T_eff offset per land-cover class against stations.
 
-    Runs the retrieval at the station cells for three trial ratios, takes per class the ratio
-    of zero mean bias, and writes {root}/models/sm-retrieval-tuned.json (used by 'sm retrieve'
-    from then on) and {root}/reports/sm-tune.json; prints the table's URL last.
+    Runs the retrieval at the station cells for trial ratios × effective-temperature offsets;
+    per class, the offset zeroes the mean bias and the ratio minimises the ubRMSD.  Writes
+    {root}/models/sm-retrieval-tuned.json (used by 'sm retrieve' from then on) and
+    {root}/reports/sm-tune.json; prints the table's URL last.
     """
     from pipeline.graphs import retrieval_tune
 
     doc = retrieval_tune.tune(root, years=parse_years(years), network=network,
                               min_stations=min_stations, progress=echo_progress)
+    tr = doc["trials"]
+    click.echo(f"trials: τV/τH {tr['pol_ratio']} × ΔT_eff {tr['teff_offset_k']} K", err=True)
     for c, info in doc["classes"].items():
-        click.echo(f"class {c:>3}: {info['n_stations']} stations, bias at τV/τH "
-                   f"{doc['trials']}: {info['bias_at_trials']} → {info['pol_ratio']} "
-                   f"({info['source']})", err=True)
+        click.echo(f"class {c:>3}: {info['n_stations']} stations, bias {info['bias_at_trials']}"
+                   f", ubRMSD {info['ubrmsd_at_trials']} → τV/τH {info['pol_ratio']}, ΔT_eff "
+                   f"{info['teff_offset_k']} K ({info['source']}; {info['fit']})", err=True)
     print_url(retrieval_tune.tuned_url(root))
 
 

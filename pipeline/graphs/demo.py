@@ -233,7 +233,8 @@ def _stage_retrieval(a: str, s: DemoSettings, so, say, resources=None) -> dict:
     url, _ = retrieval.run(a, storage_options=so, progress=say, resources=resources,
                            use_tuned=True)
     return {"product": url, "tuned": retrieval_tune.tuned_url(a),
-            "pol_ratio_by_class": tuned["pol_ratio_by_class"]}
+            "pol_ratio_by_class": tuned["pol_ratio_by_class"],
+            "teff_offset_by_class": tuned["teff_offset_by_class"]}
 
 
 def _stage_lstm(a: str, s: DemoSettings, so, say, resources=None) -> dict:

@@ -247,12 +247,23 @@ def report(product: xr.Dataset, truth: xr.Dataset | None, static: xr.Dataset,
 
 def apply_tuned(params: soil_moisture.RetrievalParams, tuned: dict
                 ) -> soil_moisture.RetrievalParams:
-    """``params`` with the station-tuned τV/τH table (``tbcube sm tune``) in place."""
+    """``params`` with the station-tuned τV/τH and T_eff-offset tables (``tbcube sm tune``).
+
+    Tables written before the T_eff offset existed (no ``teff_offset_by_class``) keep the
+    offsets of ``params``.
+    """
     table = tuple((int(c), float(r)) for c, r in tuned.get("pol_ratio_by_class", []))
     default = tuned.get("default_pol_ratio")
-    return dataclasses.replace(
+    out = dataclasses.replace(
         params, pol_ratio_by_class=table,
         vod_pol_ratio=float(default) if default is not None else params.vod_pol_ratio)
+    if "teff_offset_by_class" in tuned:
+        dt = tuned.get("default_teff_offset_k")
+        out = dataclasses.replace(
+            out, teff_offset_by_class=tuple((int(c), float(v))
+                                            for c, v in tuned["teff_offset_by_class"]),
+            teff_offset_k=float(dt) if dt is not None else params.teff_offset_k)
+    return out
 
 
 def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
@@ -275,8 +286,9 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
                 f"{retrieval_tune.tuned_url(root)}: no tuned table; run 'tbcube sm tune' first")
     if tuned is not None:
         params = apply_tuned(params, tuned)
-        _log(progress, f"τV/τH by class from {retrieval_tune.tuned_url(root)}: "
-             f"{list(params.pol_ratio_by_class)} (others {params.vod_pol_ratio})")
+        _log(progress, f"by class from {retrieval_tune.tuned_url(root)}: τV/τH "
+             f"{list(params.pol_ratio_by_class)} (others {params.vod_pol_ratio}), ΔT_eff "
+             f"{list(params.teff_offset_by_class)} K (others {params.teff_offset_k} K)")
     inputs = open_inputs(root, storage_options)
     grid_name = inputs["grid"]
     if inputs["surface_temperature"] is None:
@@ -306,7 +318,9 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
                "table": retrieval_tune.tuned_url(root), "years": tuned.get("years"),
                "n_station_cells": len(tuned.get("station_cells", [])),
                "pol_ratio_by_class": [list(r) for r in params.pol_ratio_by_class],
-               "other_classes": params.vod_pol_ratio},
+               "other_classes": params.vod_pol_ratio,
+               "teff_offset_by_class": [list(r) for r in params.teff_offset_by_class],
+               "other_classes_teff_offset_k": params.teff_offset_k},
            **report(written, inputs["truth"], inputs["static"], holdout=tuned)}
     stores.write_json(stores.reports_url(root, "sm-retrieval.json"), rep, storage_options)
     _log(progress, f"report {stores.reports_url(root, 'sm-retrieval.json')}")

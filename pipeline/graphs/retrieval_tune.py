@@ -1,4 +1,4 @@
-"""Calibrate the SMAP retrieval's τ_V/τ_H per land cover against in-situ stations.
+"""Calibrate the SMAP retrieval per land cover against in-situ stations: τ_V/τ_H and T_eff.
 
 Example::
 
@@ -6,20 +6,31 @@ Example::
     tbcube sm retrieve --root /data/transect-m25     # uses {root}/models/sm-retrieval-tuned.json
 
 Why: a polarisation-dependent canopy (τ_V ≠ τ_H, the MCCA premise of channel-specific VOD) that
-the retrieval does not know biases soil moisture by ≈ 0.02–0.04 m3 m-3 (docs/soil-moisture.md),
-and one day's two channels cannot identify the ratio.  As SMAP tuned its per-land-cover
-vegetation and roughness parameters at core validation sites (Chaubell et al. 2020, MDCA), this
-job runs the retrieval at the station cells in the tuning years for a few trial ratios, finds
-per land-cover class the ratio at which the mean station-weighted bias against in-situ soil
-moisture is zero (linear fit through the trials), and writes the table.  Classes with fewer than
-``min_stations`` stations get the ratio fitted on all stations together.
+the retrieval does not know biases soil moisture by ≈ 0.02–0.04 m3 m-3 and compresses its
+dynamic range (docs/soil-moisture.md), and one day's two channels cannot identify the ratio.  As
+SMAP tuned its per-land-cover vegetation parameters and its effective-temperature
+parameterisation at core validation sites (Chaubell et al. 2020, MDCA; O'Neill et al. ATBD),
+this job runs the retrieval at the station cells in the tuning years on a grid of trial ratios
+p (:data:`P_TRIALS`) × effective-temperature offsets ΔT (:data:`TEFF_TRIALS`), and per
+land-cover class:
 
-Station soil moisture is a point: its offset from the cell (σ ≈ 0.03 m3 m-3 in the simulator's
-network, similar in ISMN) is why many stations per class are needed and why skill must be
-scored on cells and years the tuning did not see (``sm retrieve`` reports both).
+* for each trial p, the ΔT at which the station-mean bias is zero (the core channel's absolute
+  level: T_eff sets the mean, the T-free V/H ratio hardly changes the anomalies), and the
+  station-mean ubRMSD² at that ΔT;
+* the p that minimises that ubRMSD² (parabola through the trials around the best one): the
+  ratio shapes the dynamic range, which station anomalies score independently of the stations'
+  own offsets.
 
-Output ``{root}/models/sm-retrieval-tuned.json``: ``pol_ratio_by_class``, the per-class bias
-curves, the station list and years, and ``reports/sm-tune.json`` (the same plus timings).
+A station's error (offset a, gain b ~ U(0.8, 1.2) with mean 1, AR(1) noise in the simulator;
+similar in ISMN) is independent of the retrieval's, so the class mean of station ubRMSD² ranks
+trials as ubRMSD against the cell truth would, and the class-mean bias averages the offsets
+out.  Classes with fewer than ``min_stations`` stations get the values fitted on all stations
+together; where p has no leverage (bare soil) only ΔT is fitted.  Skill must be scored on cells
+and years the tuning did not see (``sm retrieve`` reports both).
+
+Output ``{root}/models/sm-retrieval-tuned.json``: ``pol_ratio_by_class``,
+``teff_offset_by_class``, the defaults for other classes, the per-class bias and ubRMSD grids,
+the station list and years, and ``reports/sm-tune.json`` (the same plus timings).
 """
 
 from __future__ import annotations
@@ -36,11 +47,14 @@ from pipeline import dims, errors, grid, soil_moisture, validation
 from pipeline.graphs import retrieval
 from pipeline.io import stores
 
-__all__ = ["P_TRIALS", "TUNED_NAME", "load_tuned", "station_cells", "tune", "tuned_url"]
+__all__ = ["P_TRIALS", "TEFF_TRIALS", "TUNED_NAME", "choose", "load_tuned", "station_cells",
+           "tune", "tuned_url"]
 
 TUNED_NAME = "sm-retrieval-tuned.json"
-P_TRIALS = (0.95, 1.05, 1.15)
+P_TRIALS = (1.0, 1.05, 1.1, 1.15, 1.2)
 P_LIMITS = (0.85, 1.25)  # plausible L-band τV/τH range for the fit [1]
+TEFF_TRIALS = (-4.0, 0.0)  # K; the bias is close to linear in ΔT (≈ 0.013 m3 m-3 per K)
+TEFF_LIMITS = (-8.0, 8.0)  # K; a larger miss is the ancillary temperature's to fix
 MIN_LEVERAGE = 0.01  # m3 m-3 of bias change over the trials (less: bare soil)
 Progress = Callable[[str], None] | None
 
@@ -84,13 +98,14 @@ def _pointwise(da, rows: np.ndarray, cols: np.ndarray):
     return out.assign_coords({dims.Y: np.arange(len(rows), dtype=float)})
 
 
-def _zero_crossing(p: np.ndarray, bias: np.ndarray) -> tuple[float | None, str]:
-    """Ratio at which the bias curve through the trials is zero, and how it was found.
+def _zero_crossing(p: np.ndarray, bias: np.ndarray,
+                   limits: tuple[float, float] = P_LIMITS) -> tuple[float | None, str]:
+    """Setting at which the bias curve through the trials is zero, and how it was found.
 
-    Piecewise-linear between the trials that bracket zero (the curve is convex, so one line
+    Piecewise-linear between the trials that bracket zero (the curve may be convex, so one line
     through all trials would miss), else extrapolated along the nearest end segment and clipped
-    to :data:`P_LIMITS`.  None where the curve is not increasing or the ratio has no leverage
-    (bias changes by < :data:`MIN_LEVERAGE` over the trials: bare soil).
+    to ``limits``.  None where the curve is not increasing or the setting has no leverage
+    (bias changes by < :data:`MIN_LEVERAGE` over the trials: bare soil for the ratio).
     """
     ok = np.isfinite(bias)
     p, b = p[ok], bias[ok]
@@ -106,24 +121,77 @@ def _zero_crossing(p: np.ndarray, bias: np.ndarray) -> tuple[float | None, str]:
     if not slope > 0:
         return None, "not increasing"
     ratio = float(p[k] - b[k] / slope)
-    clipped = float(np.clip(ratio, *P_LIMITS))
+    clipped = float(np.clip(ratio, *limits))
     return clipped, "extrapolated" + (" (clipped)" if clipped != ratio else "")
+
+
+def choose(p: Sequence[float], dt: Sequence[float], bias: np.ndarray,
+           ub2: np.ndarray) -> dict:
+    """τ_V/τ_H and T_eff offset of one class from its station means on the trial grid.
+
+    Args:
+      p: Trial ratios (n_p,), increasing.
+      dt: Trial effective-temperature offsets (n_t,), increasing [K].
+      bias: Station-mean bias of each trial (n_p, n_t) [m3 m-3].
+      ub2: Station-mean ubRMSD² of each trial (n_p, n_t) [m6 m-6].
+
+    Returns:
+      ``{"pol_ratio", "teff_offset_k", "fit", "teff_at_zero_bias", "ubrmsd_at_zero_bias"}``;
+      ``pol_ratio`` is None where the ratio has no leverage (bare soil), ``teff_offset_k`` None
+      where the offset has none (then the ratio of zero bias at ΔT = 0 is taken, as before the
+      offset existed).
+    """
+    p, dt = np.asarray(p, float), np.asarray(dt, float)
+    bias, ub2 = np.asarray(bias, float), np.asarray(ub2, float)
+    t_star = [_zero_crossing(dt, bias[i], TEFF_LIMITS) for i in range(p.size)]
+    t_zero = np.array([np.nan if t is None else t for t, _ in t_star])
+    u_zero = np.array([np.nan if not np.isfinite(t) else float(np.interp(t, dt, ub2[i]))
+                       for i, t in enumerate(t_zero)])
+    out = {"teff_at_zero_bias": [None if not np.isfinite(t) else round(float(t), 3)
+                                 for t in t_zero],
+           "ubrmsd_at_zero_bias": [None if not np.isfinite(u) else round(float(np.sqrt(u)), 5)
+                                   for u in u_zero]}
+    lev_p = np.abs(bias[-1] - bias[0])
+    no_p = p.size < 2 or not np.nanmax(lev_p, initial=0.0) >= MIN_LEVERAGE
+    ok = np.isfinite(u_zero)
+    if not ok.any():
+        j0 = int(np.argmin(np.abs(dt)))
+        ratio, how = (None, "no leverage") if no_p else _zero_crossing(p, bias[:, j0])
+        return {**out, "pol_ratio": ratio, "teff_offset_k": None,
+                "fit": f"ratio of zero bias at ΔT = {dt[j0]:g} K ({how}); ΔT has no leverage"}
+    if no_p:
+        return {**out, "pol_ratio": None, "teff_offset_k": float(np.nanmean(t_zero)),
+                "fit": "ΔT of zero bias; the ratio has no leverage"}
+    k = int(np.nanargmin(np.where(ok, u_zero, np.nan)))
+    ratio, how = float(p[k]), "best trial"
+    if 0 < k < p.size - 1 and ok[k - 1:k + 2].all():
+        a, b, _ = np.polyfit(p[k - 1:k + 2], u_zero[k - 1:k + 2], 2)
+        if a > 0:
+            ratio, how = float(np.clip(-b / (2 * a), p[k - 1], p[k + 1])), "parabola"
+    teff = float(np.interp(ratio, p[ok], t_zero[ok]))
+    return {**out, "pol_ratio": ratio, "teff_offset_k": teff,
+            "fit": f"least ubRMSD at zero bias ({how})"}
 
 
 def tune(root: str, *, years: Sequence[int] | None = None, network: str | None = None,
          params: soil_moisture.RetrievalParams | None = None, min_stations: int = 3,
-         min_days: int = 30, trials: Sequence[float] = P_TRIALS, storage_options=None,
+         min_days: int = 30, trials: Sequence[float] = P_TRIALS,
+         teff_trials: Sequence[float] = TEFF_TRIALS, storage_options=None,
          progress: Progress = None) -> dict:
-    """Fit the per-class τ_V/τ_H and write ``models/sm-retrieval-tuned.json``; returns it.
+    """Fit τ_V/τ_H and the T_eff offset per class; writes ``models/sm-retrieval-tuned.json``.
 
     Args:
       root: Archive root with ``tb/smap.zarr``, ``static``, ``ancillary`` and ``insitu``.
       years: Tuning years (default: every SMAP year); skill should be judged on the others.
       network: In-situ network (default: the simulator's, ``simnet``).
-      params: Retrieval settings other than the ratio (default :class:`RetrievalParams`).
-      min_stations: Stations a class needs for its own ratio.
+      params: Retrieval settings other than the tuned ones (default :class:`RetrievalParams`).
+      min_stations: Stations a class needs for its own values.
       min_days: Matched days a station needs to count.
-      trials: Trial ratios (≥ 2); the bias is nearly linear in the ratio over 0.9–1.2.
+      trials: Trial ratios (≥ 2), increasing.
+      teff_trials: Trial effective-temperature offsets [K] (≥ 2), increasing.
+
+    Returns:
+      The table written (see the module doc).
 
     Raises:
       errors.StoreNotFound: no in-situ network store.
@@ -135,8 +203,10 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
     params = params or soil_moisture.RetrievalParams()
     network = network or INSITU_NETWORK
     say = progress or (lambda _m: None)
-    if len(trials) < 2:
-        raise errors.ConfigError("sm tune: need at least two trial ratios")
+    trials, teff_trials = [float(t) for t in trials], [float(t) for t in teff_trials]
+    for name, tr in (("ratios", trials), ("T_eff offsets", teff_trials)):
+        if len(tr) < 2 or any(y <= x for x, y in zip(tr, tr[1:])):
+            raise errors.ConfigError(f"sm tune: trial {name} {tr} must be ≥ 2 increasing values")
     inputs = retrieval.open_inputs(root, storage_options)
     if inputs["surface_temperature"] is None:
         raise errors.InputDataError(
@@ -161,7 +231,7 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
                                     f"{years}")
     tb = tb.isel({dims.TIME: np.flatnonzero(tsel)})
     say(f"{len(ids)} stations of {network} in {len(set(zip(rows, cols, strict=True)))} cells; "
-        f"years {years[0]}–{years[-1]}; trial τV/τH {list(trials)}")
+        f"years {years[0]}–{years[-1]}; trial τV/τH {trials} × ΔT_eff {teff_trials} K")
 
     def point(da):
         return _pointwise(da, rows, cols)
@@ -176,9 +246,11 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
           "ft_state": point(inputs["ft_state"])}
     lazy = []
     for p in trials:
-        prm = dataclasses.replace(params, vod_pol_ratio=float(p), pol_ratio_by_class=())
-        ds = retrieval.retrieve(sub_tb, sub_static, params=prm, **kw)
-        lazy.append(ds[dims.SOIL_MOISTURE].mean(dims.PASS).isel({dims.X: 0}, drop=True))
+        for dt in teff_trials:
+            prm = dataclasses.replace(params, vod_pol_ratio=p, pol_ratio_by_class=(),
+                                      teff_offset_k=dt, teff_offset_by_class=())
+            ds = retrieval.retrieve(sub_tb, sub_static, params=prm, **kw)
+            lazy.append(ds[dims.SOIL_MOISTURE].mean(dims.PASS).isel({dims.X: 0}, drop=True))
     with dask.config.set({"array.slicing.split_large_chunks": False}):
         est = dask.compute(*lazy)
     ref = validation.insitu_daily(insitu, stations=ids)  # flag G only, no frozen soil
@@ -193,55 +265,75 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
         raise errors.InputDataError(
             f"{i_url}: no station has {min_days} days matched with the retrieval in {years}")
     diff = np.where(ok[None], e - ref[None], 0.0)
-    bias_st = np.where(usable[None], diff.sum(axis=2) / np.maximum(n_days, 1)[None], np.nan)
+    n = np.maximum(n_days, 1)[None]
+    bias_st = diff.sum(axis=2) / n
+    ub2_st = (diff**2).sum(axis=2) / n - bias_st**2  # per station, over its matched days
+    shape = (len(trials), len(teff_trials))
     lc = np.asarray(sub_static["landcover"].isel({dims.X: 0}).values).astype(int)
-    p = np.asarray(trials, float)
-    # The all-station ratio (classes with too few stations, classes without any) is fitted on
-    # the stations where the ratio acts: bare-soil stations would only shift the curve.
-    curves = {c: bias_st[:, usable & (lc == c)].mean(axis=1)
-              for c in sorted(set(lc[usable].tolist()))}
-    acts = np.isin(lc, [c for c, b in curves.items() if b[-1] - b[0] >= MIN_LEVERAGE])
-    pooled_curve = bias_st[:, usable & acts].mean(axis=1) if (usable & acts).any() else \
-        bias_st[:, usable].mean(axis=1)
-    pooled_p, pooled_how = _zero_crossing(p, pooled_curve)
-    table, classes = [], {}
-    for c, curve in curves.items():
+
+    def grids(members):
+        return (bias_st[:, members].mean(axis=1).reshape(shape),
+                ub2_st[:, members].mean(axis=1).reshape(shape))
+
+    curves = {c: grids(usable & (lc == c)) for c in sorted(set(lc[usable].tolist()))}
+    # The all-station values (classes with too few stations, classes without any) are fitted on
+    # the stations where the ratio acts: bare-soil stations would only blur the ratio's effect.
+    acts = np.isin(lc, [c for c, (b, _) in curves.items()
+                        if np.max(np.abs(b[-1] - b[0])) >= MIN_LEVERAGE])
+    pooled_b, pooled_u = grids(usable & acts) if (usable & acts).any() else grids(usable)
+    pooled = choose(trials, teff_trials, pooled_b, pooled_u)
+
+    def r(x, nd=4):
+        return None if x is None else round(float(x), nd)
+
+    ratios, offsets, classes = [], [], {}
+    for c, (b, u) in curves.items():
         members = usable & (lc == c)
-        ratio, how = _zero_crossing(p, curve)
+        fit = choose(trials, teff_trials, b, u)
         enough = int(members.sum()) >= min_stations
-        if how == "no leverage":
-            chosen, source = None, "none: the ratio has no leverage here (bare soil)"
-        elif enough and ratio is not None:
-            chosen, source = ratio, "class"
-        else:
-            chosen, source = pooled_p, "all stations"
+        chosen, source = fit, "class"
+        if not enough:
+            chosen, source = pooled, "all stations"
+            if fit["pol_ratio"] is None:  # bare soil: no ratio, the pooled ΔT
+                chosen = {**pooled, "pol_ratio": None}
+        elif fit["pol_ratio"] is None:
+            source = "class (ΔT only: the ratio has no leverage here, bare soil)"
         classes[str(c)] = {"n_stations": int(members.sum()),
                            "n_days": int(n_days[members].sum()),
-                           "bias_at_trials": [round(float(b), 5) for b in curve],
-                           "fit": how,
-                           "fitted_ratio": None if ratio is None else round(ratio, 4),
+                           "bias_at_trials": np.round(b, 5).tolist(),
+                           "ubrmsd_at_trials": np.round(np.sqrt(np.maximum(u, 0)), 5).tolist(),
+                           "fit": fit["fit"],
+                           "teff_at_zero_bias": fit["teff_at_zero_bias"],
+                           "ubrmsd_at_zero_bias": fit["ubrmsd_at_zero_bias"],
                            "source": source,
-                           "pol_ratio": None if chosen is None else round(chosen, 4)}
-        if chosen is not None:
-            table.append([c, round(chosen, 4)])
+                           "pol_ratio": r(chosen["pol_ratio"]),
+                           "teff_offset_k": r(chosen["teff_offset_k"], 2)}
+        if chosen["pol_ratio"] is not None:
+            ratios.append([c, r(chosen["pol_ratio"])])
+        if chosen["teff_offset_k"] is not None:
+            offsets.append([c, r(chosen["teff_offset_k"], 2)])
     doc = {
-        "pol_ratio_by_class": table,
-        "default_pol_ratio": None if pooled_p is None else round(pooled_p, 4),
-        "trials": list(map(float, trials)),
+        "pol_ratio_by_class": ratios,
+        "default_pol_ratio": r(pooled["pol_ratio"]),
+        "teff_offset_by_class": offsets,
+        "default_teff_offset_k": r(pooled["teff_offset_k"], 2),
+        "trials": {"pol_ratio": trials, "teff_offset_k": teff_trials},
         "years": years,
         "network": network,
         "stations": [s for s, u in zip(ids, usable, strict=True) if u],
         "station_cells": [list(rc) for rc in sorted({(int(r), int(c)) for r, c, u in
                                                      zip(rows, cols, usable, strict=True) if u})],
         "classes": classes,
-        "pooled_bias_at_trials": [round(float(b), 5) for b in pooled_curve],
-        "pooled_fit": pooled_how,
+        "pooled_bias_at_trials": np.round(pooled_b, 5).tolist(),
+        "pooled_ubrmsd_at_trials": np.round(np.sqrt(np.maximum(pooled_u, 0)), 5).tolist(),
+        "pooled_fit": pooled["fit"],
         "retrieval_settings": {"vod_window_days": params.vod_window_days,
                                "dielectric": params.dielectric},
         "seconds": round(_time.perf_counter() - t0, 1),
     }
     stores.write_json(tuned_url(root), doc, storage_options)
     stores.write_json(stores.reports_url(root, "sm-tune.json"), doc, storage_options)
-    say(f"τV/τH by class {table} (all stations: {doc['default_pol_ratio']}); "
+    say(f"by class τV/τH {ratios}, ΔT_eff {offsets} K (all stations: "
+        f"{doc['default_pol_ratio']}, {doc['default_teff_offset_k']} K); "
         f"wrote {tuned_url(root)}")
     return doc

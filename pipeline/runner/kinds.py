@@ -244,7 +244,7 @@ class SmapRetrievalJob(_PixelwiseJob):
 
     @functools.cached_property
     def _params(self):
-        """Default settings, with the station-tuned τV/τH table when ``sm tune`` wrote one."""
+        """Default settings, with the station-tuned tables when ``sm tune`` wrote them."""
         from pipeline import soil_moisture
         from pipeline.graphs import retrieval, retrieval_tune
 

@@ -41,6 +41,10 @@ def test_params_reject_bad_tuning_settings():
         soil_moisture.RetrievalParams(vod_window_days=10)
     with pytest.raises(errors.ConfigError, match="pol_ratio_by_class"):
         soil_moisture.RetrievalParams(pol_ratio_by_class=((10, 3.0),))
+    with pytest.raises(errors.ConfigError, match="teff_offset"):
+        soil_moisture.RetrievalParams(teff_offset_by_class=((10, 40.0),))
+    with pytest.raises(errors.ConfigError, match="teff_offset"):
+        soil_moisture.RetrievalParams(teff_offset_k=float("nan"))
 
 
 def _cli(args):
@@ -86,19 +90,63 @@ def test_tuning_writes_a_table_fitted_at_the_stations(tuned_tiny):
     root, doc = tuned_tiny
     assert stores.read_json(stores.reports_url(root, "sm-tune.json")) == doc
     assert doc["years"] == [2015] and len(doc["stations"]) >= 10
-    lo, hi = retrieval_tune.P_LIMITS
+    p, dt = doc["trials"]["pol_ratio"], doc["trials"]["teff_offset_k"]
+    assert p == list(retrieval_tune.P_TRIALS) and dt == list(retrieval_tune.TEFF_TRIALS)
     for c, info in doc["classes"].items():
-        b = info["bias_at_trials"]
-        if info["pol_ratio"] is None:
-            assert info["source"].startswith("none")
-            continue
-        assert lo <= info["pol_ratio"] <= hi
-        if info["fit"] == "interpolated":  # the chosen ratio lies where the bias changes sign
-            k = int(np.searchsorted(doc["trials"], info["pol_ratio"]))
-            assert b[k - 1] <= 0.0 <= b[k], (c, info)
-    # A larger τ_V/τ_H always means more V attenuation → the retrieval must add soil moisture
-    pooled = doc["pooled_bias_at_trials"]
-    assert pooled[0] < pooled[1] < pooled[2]
+        assert np.shape(info["bias_at_trials"]) == np.shape(info["ubrmsd_at_trials"]) == (
+            len(p), len(dt))
+        if info["pol_ratio"] is not None:
+            assert p[0] <= info["pol_ratio"] <= p[-1], (c, info)
+        if info["teff_offset_k"] is not None:
+            assert retrieval_tune.TEFF_LIMITS[0] <= info["teff_offset_k"] <= \
+                retrieval_tune.TEFF_LIMITS[1]
+    # Physics of the two knobs, on all stations: a larger τ_V/τ_H means more V attenuation and
+    # a warmer T_eff a lower emissivity for the same TB; either way the retrieval adds water.
+    pooled = np.array(doc["pooled_bias_at_trials"])
+    assert (np.diff(pooled, axis=0) > 0).all() and (np.diff(pooled, axis=1) > 0).all()
+    # the chosen pair sits on the zero-bias line of the pooled grid (bilinear interpolation)
+    if doc["default_pol_ratio"] is not None and doc["default_teff_offset_k"] is not None:
+        at = _bilinear(p, dt, pooled, doc["default_pol_ratio"], doc["default_teff_offset_k"])
+        assert abs(at) < 0.01, at
+
+
+def _bilinear(x, y, z, xi, yi):
+    """z (len x, len y) at (xi, yi), linear along y then x (extrapolated along y)."""
+    along_y = [np.polyval(np.polyfit(y, row, 1), yi) if len(y) == 2 else np.interp(yi, y, row)
+               for row in np.asarray(z)]
+    return float(np.interp(xi, x, along_y))
+
+
+def test_choose_recovers_the_optimum_of_a_known_grid():
+    """A grid whose bias is linear in both knobs and whose ubRMSD² is a parabola in the
+    ratio: the choice is the parabola's vertex and the offset of zero bias there."""
+    p = np.array(retrieval_tune.P_TRIALS)
+    dt = np.array(retrieval_tune.TEFF_TRIALS)
+    pp, tt = np.meshgrid(p, dt, indexing="ij")
+    bias = 0.5 * (pp - 1.0) + 0.013 * (tt + 2.0)  # zero at ΔT = −2 − 38.5 (p − 1)
+    ub2 = 0.03**2 + 0.2 * (pp - 1.08) ** 2 + 1e-6 * tt**2
+    got = retrieval_tune.choose(p, dt, bias, ub2)
+    assert got["pol_ratio"] == pytest.approx(1.08, abs=0.003)
+    want_t = -2.0 - 0.5 / 0.013 * (got["pol_ratio"] - 1.0)
+    assert got["teff_offset_k"] == pytest.approx(want_t, abs=0.05)
+    assert "parabola" in got["fit"]
+    # bare soil: the ratio has no leverage → only the offset of zero bias
+    flat = retrieval_tune.choose(p, dt, 0.013 * (tt + 3.0) + 0.0 * pp, ub2)
+    assert flat["pol_ratio"] is None and flat["teff_offset_k"] == pytest.approx(-3.0, abs=1e-6)
+    # no leverage of the offset: the ratio of zero bias at ΔT = 0, as before offsets existed
+    no_t = retrieval_tune.choose(p, dt, 0.5 * (pp - 1.1) + 0.0 * tt, ub2)
+    assert no_t["teff_offset_k"] is None
+    assert no_t["pol_ratio"] == pytest.approx(1.1, abs=1e-6)
+    # a best trial at the edge of the grid is taken as it is (no extrapolation of the ratio)
+    edge = retrieval_tune.choose(p, dt, bias, 0.03**2 + 0.2 * (pp - 0.9) ** 2)
+    assert edge["pol_ratio"] == p[0]
+
+
+def test_tune_rejects_bad_trials(sim_tiny):
+    with pytest.raises(errors.ConfigError, match="increasing"):
+        retrieval_tune.tune(sim_tiny, teff_trials=(0.0, -4.0))
+    with pytest.raises(errors.ConfigError, match="increasing"):
+        retrieval_tune.tune(sim_tiny, trials=(1.0,))
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +160,8 @@ def reports(tuned_tiny):
     base = soil_moisture.RetrievalParams()
     tuned = retrieval.apply_tuned(base, doc)
     assert dict(tuned.pol_ratio_by_class) == {int(c): r for c, r in doc["pol_ratio_by_class"]}
+    assert dict(tuned.teff_offset_by_class) == {int(c): v for c, v in
+                                                doc["teff_offset_by_class"]}
     out = {}
     for name, params in (("one-stage", dataclasses.replace(base, vod_window_days=0)),
                          ("two-stage", base), ("tuned", tuned)):
