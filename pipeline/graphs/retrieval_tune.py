@@ -205,8 +205,9 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
     say = progress or (lambda _m: None)
     trials, teff_trials = [float(t) for t in trials], [float(t) for t in teff_trials]
     for name, tr in (("ratios", trials), ("T_eff offsets", teff_trials)):
-        if len(tr) < 2 or any(y <= x for x, y in zip(tr, tr[1:])):
-            raise errors.ConfigError(f"sm tune: trial {name} {tr} must be ≥ 2 increasing values")
+        if len(tr) < 2 or not (np.diff(tr) > 0).all():
+            raise errors.ConfigError(
+                f"sm tune: trial {name} {tr} must be ≥ 2 increasing values")
     inputs = retrieval.open_inputs(root, storage_options)
     if inputs["surface_temperature"] is None:
         raise errors.InputDataError(
