@@ -352,6 +352,12 @@ def latest_model(root: str, storage_options=None) -> apply.ModelRef:
         raise errors.StoreNotFound(f"{root}: no trained LSTM (reports/sm-train.json); "
                                    "run `tbcube sm train` first")
     m = stores.read_json(url, storage_options)["model"]
+    n_model = m.get("config", {}).get("n_features")
+    names = harmonise.feature_names()
+    if n_model is not None and int(n_model) != len(names):
+        raise errors.ConfigError(
+            f"{m['uri']}: the LSTM was trained on {n_model} input features, this tbcube makes "
+            f"{len(names)}; retrain it with `tbcube sm train --root {root}`")
     return apply.ModelRef(m["uri"], m["sha256"])
 
 

@@ -136,7 +136,8 @@ def choose(p: Sequence[float], dt: Sequence[float], bias: np.ndarray,
       ub2: Station-mean ubRMSD² of each trial (n_p, n_t) [m6 m-6].
 
     Returns:
-      ``{"pol_ratio", "teff_offset_k", "fit", "teff_at_zero_bias", "ubrmsd_at_zero_bias"}``;
+      ``{"pol_ratio", "teff_offset_k", "fit", "teff_at_zero_bias", "ubrmsd_at_zero_bias",
+      "ratio_has_leverage"}``;
       ``pol_ratio`` is None where the ratio has no leverage (bare soil), ``teff_offset_k`` None
       where the offset has none (then the ratio of zero bias at ΔT = 0 is taken, as before the
       offset existed).
@@ -147,12 +148,13 @@ def choose(p: Sequence[float], dt: Sequence[float], bias: np.ndarray,
     t_zero = np.array([np.nan if t is None else t for t, _ in t_star])
     u_zero = np.array([np.nan if not np.isfinite(t) else float(np.interp(t, dt, ub2[i]))
                        for i, t in enumerate(t_zero)])
+    lev_p = np.abs(bias[-1] - bias[0])
+    no_p = p.size < 2 or not np.nanmax(lev_p, initial=0.0) >= MIN_LEVERAGE
     out = {"teff_at_zero_bias": [None if not np.isfinite(t) else round(float(t), 3)
                                  for t in t_zero],
            "ubrmsd_at_zero_bias": [None if not np.isfinite(u) else round(float(np.sqrt(u)), 5)
-                                   for u in u_zero]}
-    lev_p = np.abs(bias[-1] - bias[0])
-    no_p = p.size < 2 or not np.nanmax(lev_p, initial=0.0) >= MIN_LEVERAGE
+                                   for u in u_zero],
+           "ratio_has_leverage": not no_p}
     ok = np.isfinite(u_zero)
     if not ok.any():
         j0 = int(np.argmin(np.abs(dt)))
@@ -292,13 +294,14 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
         members = usable & (lc == c)
         fit = choose(trials, teff_trials, b, u)
         enough = int(members.sum()) >= min_stations
-        chosen, source = fit, "class"
-        if not enough:
+        if enough and (fit["pol_ratio"] is not None or fit["teff_offset_k"] is not None):
+            chosen, source = fit, "class"
+            if not fit["ratio_has_leverage"]:
+                source = "class (ΔT only: the ratio has no leverage here, bare soil)"
+        else:
             chosen, source = pooled, "all stations"
-            if fit["pol_ratio"] is None:  # bare soil: no ratio, the pooled ΔT
+            if not fit["ratio_has_leverage"]:  # bare soil: no ratio, the pooled ΔT
                 chosen = {**pooled, "pol_ratio": None}
-        elif fit["pol_ratio"] is None:
-            source = "class (ΔT only: the ratio has no leverage here, bare soil)"
         classes[str(c)] = {"n_stations": int(members.sum()),
                            "n_days": int(n_days[members].sum()),
                            "bias_at_trials": np.round(b, 5).tolist(),

@@ -36,3 +36,21 @@ def test_train_settings_reject_a_warmup_that_leaves_days_unscored():
         harmonise.TrainSettings(window_days=20, warmup_days=20)
     with pytest.raises(errors.ConfigError, match="stride_days"):
         harmonise.TrainSettings(window_days=60, warmup_days=50, stride_days=15)
+
+
+def test_a_model_trained_on_other_features_is_refused_in_one_line(tmp_path):
+    from pipeline.io import stores
+
+    root = str(tmp_path)
+    n = len(harmonise.harmonise.feature_names())
+    doc = {"model": {"uri": f"{root}/models/sm-lstm-old.ckpt", "sha256": "0" * 64,
+                     "config": {"n_features": n - 3, "hidden": 32}}}
+    stores.write_json(stores.reports_url(root, "sm-train.json"), doc)
+    with pytest.raises(errors.ConfigError) as e:
+        harmonise.latest_model(root)
+    msg = str(e.value)
+    assert "\n" not in msg and f"trained on {n - 3} input features" in msg
+    assert f"makes {n}" in msg and "tbcube sm train" in msg
+    doc["model"]["config"]["n_features"] = n  # the current feature set loads
+    stores.write_json(stores.reports_url(root, "sm-train.json"), doc)
+    assert harmonise.latest_model(root).sha256 == "0" * 64
