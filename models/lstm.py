@@ -166,9 +166,15 @@ def fit(
     learning_rate: float = 1e-3,
     max_epochs: int = 50,
     patience: int = 5,
+    lr_patience: int | None = 2,
+    lr_factor: float = 0.5,
     log=None,
 ) -> FitResult:
-    """Train with Adam and early stopping on the validation loss.
+    """Train with Adam, a learning rate that drops on plateaus, and early stopping.
+
+    The learning rate is multiplied by ``lr_factor`` after every ``lr_patience`` epochs without
+    a better validation loss (None: constant rate); training stops after ``patience`` such
+    epochs.
 
     Args:
       train_batches, val_batches: Callables returning a fresh iterator of batches per epoch
@@ -179,7 +185,7 @@ def fit(
     Returns:
       The parameters of the best validation epoch.
     """
-    tx = optax.adam(learning_rate)
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
     params = init(config, seed)
     state = TrainState(params, tx.init(params["params"]), jnp.zeros((), jnp.int32))
     best, best_epoch, history, waited = np.inf, -1, [], 0
@@ -191,7 +197,8 @@ def fit(
             losses.append(float(loss))
         vals = [float(eval_loss(state.params, b, config=config)) for b in _iter(val_batches)]
         rec = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else np.nan,
-               "val_loss": float(np.mean(vals)) if vals else np.nan}
+               "val_loss": float(np.mean(vals)) if vals else np.nan,
+               "learning_rate": float(state.opt_state.hyperparams["learning_rate"])}
         history.append(rec)
         if log:
             log(f"epoch {epoch}: train {rec['train_loss']:.4f} val {rec['val_loss']:.4f}")
@@ -202,6 +209,11 @@ def fit(
             waited += 1
             if waited >= patience:
                 break
+            if lr_patience and waited % lr_patience == 0:
+                hp = state.opt_state.hyperparams
+                hp["learning_rate"] = hp["learning_rate"] * lr_factor
+                if log:
+                    log(f"learning rate → {float(hp['learning_rate']):.2e}")
     return FitResult(best_params, history, best_epoch)
 
 

@@ -29,7 +29,7 @@ def sm() -> None:
               help="Tuning years (default: all SMAP years; score skill on the others).")
 @click.option("--network", default=None, help="In-situ network (default: the simulator's).")
 @click.option("--min-stations", default=3, show_default=True, type=click.IntRange(1, None),
-              help="Stations a land-cover class needs for its own ratio.")
+              help="Stations a land-cover class needs for its own values.")
 def tune_cmd(root: str, years: str | None, network: str | None, min_stations: int) -> None:
     """Fit the retrieval's τV/τH and T_eff offset per land-cover class against stations.
 

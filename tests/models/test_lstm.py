@@ -61,6 +61,24 @@ def test_training_learns_running_mean():
     assert res.history[res.best_epoch]["val_loss"] == best
 
 
+def test_learning_rate_drops_on_plateaus_and_training_stops_after_patience(monkeypatch):
+    """Scripted validation losses: the rate halves after every 2 epochs without a better
+    loss, an improvement resets the count, and 4 such epochs stop training."""
+    script = iter([1.0, 1.1, 1.2, 1.3, 0.9, 1.0, 1.0, 1.0, 1.0, 0.1])
+    monkeypatch.setattr(lstm, "eval_loss", lambda *a, **k: next(script))
+    data = [_toy(np.random.default_rng(0), n=4, t=6)]
+    res = lstm.fit(CFG, data, data, max_epochs=10, patience=4, lr_patience=2,
+                   learning_rate=1e-2)
+    lrs = [h["learning_rate"] for h in res.history]
+    assert len(res.history) == 9 and res.best_epoch == 4  # stopped before the 0.1
+    np.testing.assert_allclose(lrs, [1e-2] * 3 + [5e-3] * 4 + [2.5e-3] * 2, rtol=1e-6)
+    # lr_patience=None keeps the rate constant
+    script = iter([1.0, 1.1, 1.2])
+    res = lstm.fit(CFG, data, data, max_epochs=3, patience=4, lr_patience=None,
+                   learning_rate=1e-2)
+    np.testing.assert_allclose([h["learning_rate"] for h in res.history], [1e-2] * 3)
+
+
 def test_checkpoint_round_trip_through_registry():
     p = lstm.init(CFG, 3)
     b = checkpoint.Bundle("sm_lstm", dataclasses.asdict(CFG), p, {"x_mean": [0.0]}, {})
