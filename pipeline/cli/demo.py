@@ -34,7 +34,7 @@ import click
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Local cluster process workers.")
 @click.option("--ft-epochs", type=int, default=None, help="Autoencoder epochs (demo: 6).")
-@click.option("--lstm-epochs", type=int, default=None, help="LSTM epochs (demo: 30).")
+@click.option("--lstm-epochs", type=int, default=None, help="LSTM epochs (demo: 12).")
 @click.option("--bplut", default=None, metavar="PATH", help="L4C BPLUT CSV for the carbon stage.")
 @click.pass_context
 def demo(ctx: click.Context, root: str, preset: str, seed: int, skip: tuple[str, ...],

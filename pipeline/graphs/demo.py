@@ -78,9 +78,8 @@ class DemoSettings:
       ft_epochs, ft_patience, ft_max_segments: Autoencoder training (defaults 200 / 30 /
         20000 in ``tbcube ft train``; one epoch over 20 000 segments takes ~2 min on 2 busy
         cores).
-      lstm_epochs, lstm_patience: LSTM training (the ``tbcube sm train`` defaults, 30 / 4:
-        with the learning rate halved on plateaus, 8 epochs left the per-sensor ubRMSD
-        0.006–0.01 m3 m-3 worse on the demo transect).
+      lstm_epochs, lstm_patience: LSTM training (defaults 30 / 4; ≈ 16 s an epoch in the demo,
+        so 12 keeps it under 15 minutes; docs/soil-moisture-record.md compares 8, 15 and 30).
       lstm_test_year: Year held out of LSTM training (``None``: the stage default, 2018;
         the tiny preset ends in 2016 and uses 2016).
       bplut: The L4C BPLUT CSV for the carbon stage (``None``: ``$TBCUBE_BPLUT`` or the
@@ -96,7 +95,7 @@ class DemoSettings:
     ft_epochs: int = 6
     ft_patience: int = 3
     ft_max_segments: int = 3000
-    lstm_epochs: int = 30
+    lstm_epochs: int = 12
     lstm_patience: int = 4
     lstm_test_year: int | None = None
     bplut: str | None = None

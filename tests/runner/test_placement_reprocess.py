@@ -213,3 +213,36 @@ def test_apply_array_kernel_annotation_changes_placement_not_values():
     tb_h, tb_v = (np.asarray(e) for e in eager)
     # physics sanity: land TB below the effective temperature, V above H at 40°
     assert np.all((tb_h > 100.0) & (tb_v < 300.0)) and np.all(tb_v > tb_h)
+
+
+def test_apply_array_kernel_keeps_in_memory_static_layers_out_of_the_graph():
+    """Static (y, x) layers in memory next to lazy (time, pass, y, x) inputs are chunked, not
+    broadcast in NumPy: the graph stays small (it embedded every layer at the full 4-D shape
+    before) and the values equal the all-NumPy path."""
+    import pickle
+
+    settings = soil_moisture.RetrievalParams().kernel_settings(incidence_deg=40.0)
+    rng = np.random.default_rng(1)
+    tbd, st = (dims.TIME, dims.PASS, dims.Y, dims.X), (dims.Y, dims.X)
+    nt, ny, nx = 400, 20, 10
+    lazy = [xr.DataArray(rng.uniform(lo, hi, (nt, 2, ny, nx)).astype(np.float32), dims=tbd)
+            for lo, hi in ((0.05, 0.45), (0.0, 1.0), (275.0, 300.0))]
+    static = [xr.DataArray(rng.uniform(lo, hi, (ny, nx)).astype(np.float32), dims=st)
+              for lo, hi in ((0.1, 0.4), (0.2, 0.5), (1.2, 1.5), (0.1, 0.16), (0.0, 0.08))]
+
+    def run(arrays):
+        return apply.apply_array_kernel("models.retrieval:forward_tb_with_settings", arrays,
+                                        core_dim=dims.PASS, n_outputs=2, config=settings,
+                                        batch=256)
+
+    chunks = {dims.TIME: 100, dims.Y: 10}
+    out = run([a.chunk(chunks) for a in lazy] + static)
+    graph = dict(out[0].__dask_graph__())
+    embedded = len(pickle.dumps(graph, protocol=5))
+    full_4d = nt * 2 * ny * nx * 4  # bytes of ONE static layer broadcast to the TB shape
+    lazy_inputs = 3 * full_4d  # the lazy TB arrays (chunked from memory) are in the graph too
+    assert embedded < lazy_inputs + full_4d / 2, (embedded, lazy_inputs)
+    eager = run(lazy + static)
+    for got, ref in zip(out, eager, strict=True):
+        np.testing.assert_array_equal(got.compute(scheduler="threads").transpose(*tbd).values,
+                                      ref.transpose(*tbd).values)
