@@ -143,7 +143,7 @@ def write_figures(root: str, grid_name: str, validation: dict[str, Any],
         cov = fused[dims.LAND_COVERAGE].load()
         out["coverage"] = _put(root, "sm-coverage.png", coverage_figure(cov), storage_options)
         n = fused[dims.N_SOURCES].sum((dims.Y, dims.X)).load()
-        day = n[dims.TIME].values[int(n.argmax())]
+        day = n[dims.TIME].values[int(np.argmax(n.values))]
         out["maps"] = _put(root, "sm-maps.png", maps_figure(fused.load(), day), storage_options)
     if validation.get("against_truth_unseen"):
         out["target"] = _put(root, "sm-target.png",
