@@ -120,6 +120,19 @@ def test_stages_are_lazy_on_dask_input():
     assert base[dims.FT_STATE_NPR].chunks is not None and feat.chunks is not None
 
 
+def test_static_conditioning_channels_stay_out_of_the_graph():
+    """In-memory static layers are chunked before they are broadcast along time: embedded in
+    NumPy they made the demo's Alaska graph 50 MiB (values: the chunk-invariance test below)."""
+    import pickle
+
+    lazy = TB.chunk({dims.Y: 2, dims.X: 2})
+    feat = freeze_thaw.ft_features(lazy, STATIC)
+    assert feat.sizes[dims.FEATURE] > 3  # conditioning channels present
+    embedded = len(pickle.dumps(dict(feat.__dask_graph__()), protocol=5))
+    one_channel = feat.isel({dims.FEATURE: 0}).size * 4  # float32, full (pass, y, x, time)
+    assert embedded < lazy[dims.TB].nbytes + one_channel, embedded
+
+
 @hypothesis.settings(max_examples=5, deadline=None)
 @hypothesis.given(cy=st.integers(1, 3), cx=st.integers(1, 4))
 def test_baseline_and_features_are_chunk_invariant(cy, cx):
