@@ -54,3 +54,27 @@ def test_a_model_trained_on_other_features_is_refused_in_one_line(tmp_path):
     doc["model"]["config"]["n_features"] = n  # the current feature set loads
     stores.write_json(stores.reports_url(root, "sm-train.json"), doc)
     assert harmonise.latest_model(root).sha256 == "0" * 64
+
+
+def test_static_features_stay_out_of_the_graph_and_values_match(sim_tiny):
+    """In-memory static features are chunked before they are broadcast along time: broadcast
+    in NumPy they entered the graph at the full (time, pass, y, x) shape (35 MiB on the demo's
+    training-window graph)."""
+    import pickle
+
+    import xarray as xr
+
+    from pipeline import dims
+    from pipeline import harmonise as features_mod
+    from pipeline.io import stores
+
+    tb = stores.open_dataset(stores.tb_url(sim_tiny, "gmi")).isel({dims.TIME: slice(0, 120)})
+    static = stores.open_dataset(stores.static_url(sim_tiny, tb.attrs["grid"])).load()
+    lazy = features_mod.features(tb.chunk({dims.TIME: -1, dims.Y: 16}), static, "gmi")
+    embedded = len(pickle.dumps(dict(lazy.__dask_graph__()), protocol=5))
+    one_feature = lazy.isel({dims.FEATURE: 0}).size * 4  # float32 at the full 4-D shape
+    n_static = lazy.sizes[dims.FEATURE] - len(features_mod._DERIVED) - len(
+        features_mod.COMMON_CHANNELS)
+    assert n_static >= 10
+    assert embedded < one_feature, (embedded, one_feature)
+    xr.testing.assert_allclose(lazy.compute(), features_mod.features(tb.load(), static, "gmi"))
