@@ -323,18 +323,13 @@ def apply_array_kernel(
     Returns:
       ``n_outputs`` float32 DataArrays with the broadcast dims (``core_dim`` last).
     """
-    lazy = [a for a in inputs if a.chunks is not None]
-    if lazy:
-        # In-memory inputs (static layers: y, x) become one-chunk-per-block dask arrays before
-        # broadcasting: broadcast in NumPy, each would be materialised to the full
-        # (time, pass, y, x) shape and embedded in the graph (MiBs per input on a transect,
-        # GiBs on a global grid).
-        chunks = {}
-        for a in lazy:
+    chunks: dict = {}
+    for a in inputs:  # the lazy inputs' chunks; in-memory (static) inputs follow them
+        if a.chunks is not None:
             chunks.update({d: c for d, c in zip(a.dims, a.chunks, strict=True)
                            if d not in chunks})
-        inputs = [a if a.chunks is not None else a.chunk({d: chunks.get(d, -1) for d in a.dims})
-                  for a in inputs]
+    if chunks:
+        inputs = [dims.chunk_like(a, chunks) for a in inputs]
     inputs = list(xr.broadcast(*inputs))
     annotate = contextlib.nullcontext()
     if resources and any(a.chunks is not None for a in inputs):

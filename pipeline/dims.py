@@ -64,3 +64,24 @@ def pancake(sizes: dict[str, int]) -> dict[str, int]:
 def pencil(sizes: dict[str, int], tile: int = PENCIL_TILE) -> dict[str, int]:
     """Chunk sizes for the pencil layout: the whole time axis, ``tile`` × ``tile`` in space."""
     return {d: (min(tile, n) if d in (Y, X) else n) for d, n in sizes.items()}
+
+
+def chunk_like(a, like):
+    """``a`` chunked like ``like`` on the dims they share (its other dims one chunk each).
+
+    ``like`` is a dask-backed xarray object or a ``{dim: chunks}`` mapping.  ``a`` is returned
+    unchanged when it is already lazy or ``like`` is in memory.  Use it before broadcasting an
+    in-memory layer (a static (y, x) field) against a lazy array: broadcast in NumPy, the
+    layer would be materialised at the full shape and embedded in the task graph (MiBs on a
+    transect, GiBs on a global grid).
+    """
+    if getattr(a, "chunks", None) is not None:
+        return a
+    if isinstance(like, dict):
+        chunks = like
+    elif getattr(like, "chunks", None) is not None:
+        chunks = dict(zip(like.dims, like.chunks, strict=True))
+    else:
+        return a
+    return a.chunk({d: chunks.get(d, -1) for d in a.dims})
+

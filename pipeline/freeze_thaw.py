@@ -265,12 +265,9 @@ def ft_features(tb: xr.Dataset, static: xr.Dataset | None = None) -> xr.DataArra
     cond = conditioning_channels(static).drop_vars(
         [c for c in (dims.LAT, dims.LON) if c in static.coords], errors="ignore")
     base = filled.isel({dims.FEATURE: 0}, drop=True)
-    if base.chunks is not None and cond.chunks is None:
-        # chunked first: broadcast in NumPy, the static channels would enter the graph at the
-        # full (pass, y, x, time) shape (50 MiB on the demo's Alaska window)
-        cond = cond.chunk({d: c for d, c in zip(base.dims, base.chunks, strict=True)
-                           if d in cond.dims})
-    cond = cond.broadcast_like(base)
+    # chunked before the broadcast along time, or the static channels would enter the graph
+    # at the full (pass, y, x, time) shape (50 MiB on the demo's Alaska window)
+    cond = dims.chunk_like(cond, base).broadcast_like(base)
     cond = cond.transpose(dims.PASS, dims.Y, dims.X, dims.TIME, dims.FEATURE)
     out = xr.concat([filled, cond], dim=dims.FEATURE).rename("features")
     return _single_chunk(out, dims.FEATURE)

@@ -77,8 +77,7 @@ def dynamic_features(tb: xr.Dataset, sensor: str) -> xr.DataArray:
     lt = tb[dims.LOCAL_TIME]
     lt = lt.drop_vars([c for c in lt.coords if c not in lt.dims], errors="ignore")
     doy = tb[dims.TIME].dt.dayofyear.astype(np.float64)
-    if lt.chunks is not None:  # lazy like lt, so its broadcast is not embedded in the graph
-        doy = doy.chunk({dims.TIME: lt.chunks[lt.dims.index(dims.TIME)]})
+    doy = dims.chunk_like(doy, lt)  # lazy like lt, so its broadcast stays out of the graph
     observed = ch("10.65V").notnull() | ch("36.5V").notnull()
     ang_lt = 2 * np.pi * lt / 24.0
     ang_doy = 2 * np.pi * doy / 365.25
@@ -114,13 +113,9 @@ def features(tb: xr.Dataset, static: xr.Dataset, sensor: str) -> xr.DataArray:
     """All model inputs (time, pass, y, x, feature), static features repeated along time."""
     dyn = dynamic_features(tb, sensor)
     base = dyn.isel({dims.FEATURE: 0}, drop=True)
-    sta = static_features(static)
-    if base.chunks is not None and sta.chunks is None:
-        # chunked first: broadcast in NumPy, the static features would enter the graph at the
-        # full (time, pass, y, x) shape
-        sta = sta.chunk({d: c for d, c in zip(base.dims, base.chunks, strict=True)
-                         if d in sta.dims})
-    sta = sta.broadcast_like(base)
+    # chunked before the broadcast along time, or the static features would enter the graph
+    # at the full (time, pass, y, x) shape
+    sta = dims.chunk_like(static_features(static), base).broadcast_like(base)
     out = xr.concat([dyn, sta.transpose(*dyn.dims[:-1], dims.FEATURE)], dim=dims.FEATURE)
     return out.transpose(dims.TIME, dims.PASS, dims.Y, dims.X, dims.FEATURE)
 
