@@ -237,8 +237,11 @@ class ShardStream:
         order = rng.permutation(len(self.urls)) if self.shuffle else range(len(self.urls))
         buf: list[xr.Dataset] = []
         for i in order:
-            buf.append(stores.open_dataset(self.urls[i],
-                                           storage_options=self.storage_options).load())
+            # A shard is small and read where the training runs: never through a Dask
+            # cluster that happens to be the default scheduler (a round trip per shard).
+            with dask.config.set(scheduler="synchronous"):
+                buf.append(stores.open_dataset(self.urls[i],
+                                               storage_options=self.storage_options).load())
             if sum(b.sizes["sample"] for b in buf) >= 4 * self.batch:
                 yield from self._drain(buf, rng)
         yield from self._drain(buf, rng)
