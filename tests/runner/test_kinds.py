@@ -85,4 +85,15 @@ def test_sm_job_in_parts_equals_the_eager_product(sm_archive, tmp_path):
     tuned_job = kinds.SmapRetrievalJob(product_id=pid, root=root, tile=2)
     assert tuned_job._params.pol_ratio_by_class == ((10, 1.1),)
     assert tuned_job._params.vod_pol_ratio == 1.05
+    # a table from before the T_eff offset (as above) keeps zero offsets
+    assert tuned_job._params.teff_offset_by_class == ()
+    assert tuned_job._params.teff_offset_k == 0.0
     assert jobs.plan(tuned_job, ctx, parts=3).action != "up-to-date"
+    # a current table sets both knobs, and re-tuning the offsets alone makes the product stale
+    stores.write_json(retrieval_tune.tuned_url(root),
+                      {"pol_ratio_by_class": [[10, 1.1]], "default_pol_ratio": 1.05,
+                       "teff_offset_by_class": [[10, -2.5]], "default_teff_offset_k": -1.0})
+    both = kinds.SmapRetrievalJob(product_id=pid, root=root, tile=2)
+    assert both._params.teff_offset_by_class == ((10, -2.5),)
+    assert both._params.teff_offset_k == -1.0
+    assert both.settings() != tuned_job.settings()
