@@ -146,6 +146,7 @@ def choose(p: Sequence[float], dt: Sequence[float], bias: np.ndarray,
     bias, ub2 = np.asarray(bias, float), np.asarray(ub2, float)
     t_star = [_zero_crossing(dt, bias[i], TEFF_LIMITS) for i in range(p.size)]
     t_zero = np.array([np.nan if t is None else t for t, _ in t_star])
+    # ubRMSD² at that offset; beyond the trials np.interp holds the nearest trial's value
     u_zero = np.array([np.nan if not np.isfinite(t) else float(np.interp(t, dt, ub2[i]))
                        for i, t in enumerate(t_zero)])
     lev_p = np.abs(bias[-1] - bias[0])
