@@ -67,29 +67,41 @@ def dynamic_features(tb: xr.Dataset, sensor: str) -> xr.DataArray:
     tbc = tb[dims.TB].sel({dims.CHANNEL: [can_to_src[c] for c in COMMON_CHANNELS]})
     tbc = tbc.assign_coords({dims.CHANNEL: list(COMMON_CHANNELS)})
     tbc = tbc.drop_vars([c for c in tbc.coords if c not in tbc.dims], errors="ignore")
-
-    def ch(label):
-        return tbc.sel({dims.CHANNEL: label}, drop=True)
-
-    mpdi10 = (ch("10.65V") - ch("10.65H")) / (ch("10.65V") + ch("10.65H"))
-    mpdi18 = (ch("18.7V") - ch("18.7H")) / (ch("18.7V") + ch("18.7H"))
-    grad = ch("36.5V") - ch("18.7V")
+    if tbc.chunks is not None:
+        tbc = tbc.chunk({dims.CHANNEL: -1})  # the channels are the block function's core dim
     lt = tb[dims.LOCAL_TIME]
     lt = lt.drop_vars([c for c in lt.coords if c not in lt.dims], errors="ignore")
     doy = tb[dims.TIME].dt.dayofyear.astype(np.float64)
     doy = dims.chunk_like(doy, lt)  # lazy like lt, so its broadcast stays out of the graph
-    observed = ch("10.65V").notnull() | ch("36.5V").notnull()
+    # One NumPy function per block: built from ~40 xarray operations, the features were
+    # ~7 000 dask tasks per sensor on the demo transect (4 290 → 562 on the tiny archive).
+    out = xr.apply_ufunc(_dynamic_block, tbc, lt, doy, input_core_dims=[[dims.CHANNEL], [], []],
+                         output_core_dims=[[dims.FEATURE]], dask="parallelized",
+                         output_dtypes=[np.float32],
+                         dask_gufunc_kwargs={"output_sizes": {dims.FEATURE: len(_N_DYNAMIC)}})
+    out = out.assign_coords({dims.FEATURE: list(_N_DYNAMIC)})
+    return out.transpose(dims.TIME, dims.PASS, dims.Y, dims.X, dims.FEATURE)
+
+
+_N_DYNAMIC = tuple(f"tb_{c}" for c in COMMON_CHANNELS) + _DERIVED
+
+
+def _dynamic_block(tb: np.ndarray, lt: np.ndarray, doy: np.ndarray) -> np.ndarray:
+    """The dynamic features of one block: ``tb`` (..., channel) in :data:`COMMON_CHANNELS`
+    order [K], local time ``lt`` [h] and day of year ``doy`` (broadcast to ``tb[..., 0]``);
+    returns (..., feature) float32 in :data:`_N_DYNAMIC` order."""
+    ch = {c: tb[..., i] for i, c in enumerate(COMMON_CHANNELS)}
     ang_lt = 2 * np.pi * lt / 24.0
     ang_doy = 2 * np.pi * doy / 365.25
-    derived = [mpdi10, mpdi18, grad, np.sin(ang_lt), np.cos(ang_lt),
-               np.sin(ang_doy).broadcast_like(lt), np.cos(ang_doy).broadcast_like(lt),
-               observed.astype(np.float32)]
-    dyn = [tbc.sel({dims.CHANNEL: c}, drop=True) for c in COMMON_CHANNELS] + derived
-    names = [f"tb_{c}" for c in COMMON_CHANNELS] + list(_DERIVED)
-    out = xr.concat([d.astype(np.float32) for d in dyn], dim=dims.FEATURE, coords="minimal",
-                    compat="override")
-    out = out.assign_coords({dims.FEATURE: names})
-    return out.transpose(dims.TIME, dims.PASS, dims.Y, dims.X, dims.FEATURE)
+    derived = [(ch["10.65V"] - ch["10.65H"]) / (ch["10.65V"] + ch["10.65H"]),
+               (ch["18.7V"] - ch["18.7H"]) / (ch["18.7V"] + ch["18.7H"]),
+               ch["36.5V"] - ch["18.7V"], np.sin(ang_lt), np.cos(ang_lt),
+               np.sin(ang_doy), np.cos(ang_doy),
+               ~np.isnan(ch["10.65V"]) | ~np.isnan(ch["36.5V"])]
+    shape = tb.shape[:-1]
+    parts = [ch[c] for c in COMMON_CHANNELS] + derived
+    return np.stack([np.broadcast_to(np.asarray(p).astype(np.float32), shape) for p in parts],
+                    axis=-1)
 
 
 def static_features(static: xr.Dataset) -> xr.DataArray:

@@ -78,3 +78,41 @@ def test_static_features_stay_out_of_the_graph_and_values_match(sim_tiny):
     assert n_static >= 10
     assert embedded < one_feature, (embedded, one_feature)
     xr.testing.assert_allclose(lazy.compute(), features_mod.features(tb.load(), static, "gmi"))
+
+
+def test_dynamic_features_follow_their_formulas(sim_tiny):
+    """The one-block NumPy features equal the formulas written out with xarray (an independent
+    reference): TB, MPDI at 10.65 and 18.7 GHz, 36.5V − 18.7V, local time and day of year as
+    sine/cosine, and the observed flag."""
+    import numpy as np
+    import xarray as xr
+
+    from pipeline import dims
+    from pipeline import harmonise as features_mod
+    from pipeline.io import stores
+
+    tb = stores.open_dataset(stores.tb_url(sim_tiny, "amsr2")).isel({dims.TIME: slice(0, 90)})
+    got = features_mod.dynamic_features(tb.chunk({dims.TIME: 40, dims.Y: 16}), "amsr2")
+    got = got.compute()
+
+    def ch(label):
+        return tb[dims.TB].sel({dims.CHANNEL: label}, drop=True).drop_vars(
+            [c for c in tb.coords if c not in tb[dims.TB].dims], errors="ignore")
+
+    lt = tb[dims.LOCAL_TIME]
+    doy = xr.broadcast(tb[dims.TIME].dt.dayofyear.astype(np.float64), lt)[0]
+    want = {f"tb_{c}": ch(c) for c in features_mod.COMMON_CHANNELS}
+    want.update({
+        "mpdi_10": (ch("10.65V") - ch("10.65H")) / (ch("10.65V") + ch("10.65H")),
+        "mpdi_18": (ch("18.7V") - ch("18.7H")) / (ch("18.7V") + ch("18.7H")),
+        "tb_36v_minus_18v": ch("36.5V") - ch("18.7V"),
+        "lt_sin": np.sin(2 * np.pi * lt / 24.0), "lt_cos": np.cos(2 * np.pi * lt / 24.0),
+        "doy_sin": np.sin(2 * np.pi * doy / 365.25), "doy_cos": np.cos(2 * np.pi * doy / 365.25),
+        "observed": ch("10.65V").notnull() | ch("36.5V").notnull(),
+    })
+    assert list(got[dims.FEATURE].values) == list(want)
+    for name, ref in want.items():
+        ref = ref.astype(np.float32).transpose(dims.TIME, dims.PASS, dims.Y, dims.X)
+        np.testing.assert_array_equal(got.sel({dims.FEATURE: name}).values, ref.values,
+                                      err_msg=name)
+    assert 0 < float(got.sel({dims.FEATURE: "observed"}).mean()) < 1
