@@ -37,13 +37,14 @@ LANDCOVER_CLASSES = (1, 3, 4, 6, 7, 8, 9, 10, 12, 15, 16, 17)
 
 _DERIVED = ("mpdi_10", "mpdi_18", "tb_36v_minus_18v", "lt_sin", "lt_cos", "doy_sin", "doy_cos",
             "observed")
+_DYNAMIC_NAMES = tuple(f"tb_{c}" for c in COMMON_CHANNELS) + _DERIVED
 
 
 def feature_names() -> tuple[str, ...]:
     """Names of the model inputs, in order (dynamic first, then static)."""
     static = ("lat_sin", "lat_cos", "lon_sin", "lon_cos", "clay", "sand", "water_fraction")
     classes = tuple(f"lc_{c}" for c in LANDCOVER_CLASSES) + ("lc_other",)
-    return tuple(f"tb_{c}" for c in COMMON_CHANNELS) + _DERIVED + static + classes
+    return _DYNAMIC_NAMES + static + classes
 
 
 def _to_canonical(sensor: str) -> dict[str, str]:
@@ -78,18 +79,15 @@ def dynamic_features(tb: xr.Dataset, sensor: str) -> xr.DataArray:
     out = xr.apply_ufunc(_dynamic_block, tbc, lt, doy, input_core_dims=[[dims.CHANNEL], [], []],
                          output_core_dims=[[dims.FEATURE]], dask="parallelized",
                          output_dtypes=[np.float32],
-                         dask_gufunc_kwargs={"output_sizes": {dims.FEATURE: len(_N_DYNAMIC)}})
-    out = out.assign_coords({dims.FEATURE: list(_N_DYNAMIC)})
+                         dask_gufunc_kwargs={"output_sizes": {dims.FEATURE: len(_DYNAMIC_NAMES)}})
+    out = out.assign_coords({dims.FEATURE: list(_DYNAMIC_NAMES)})
     return out.transpose(dims.TIME, dims.PASS, dims.Y, dims.X, dims.FEATURE)
-
-
-_N_DYNAMIC = tuple(f"tb_{c}" for c in COMMON_CHANNELS) + _DERIVED
 
 
 def _dynamic_block(tb: np.ndarray, lt: np.ndarray, doy: np.ndarray) -> np.ndarray:
     """The dynamic features of one block: ``tb`` (..., channel) in :data:`COMMON_CHANNELS`
     order [K], local time ``lt`` [h] and day of year ``doy`` (broadcast to ``tb[..., 0]``);
-    returns (..., feature) float32 in :data:`_N_DYNAMIC` order."""
+    returns (..., feature) float32 in :data:`_DYNAMIC_NAMES` order."""
     ch = {c: tb[..., i] for i, c in enumerate(COMMON_CHANNELS)}
     ang_lt = 2 * np.pi * lt / 24.0
     ang_doy = 2 * np.pi * doy / 365.25

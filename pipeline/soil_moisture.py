@@ -33,6 +33,7 @@ __all__ = [
     "KERNEL",
     "RetrievalParams",
     "landcover_parameters",
+    "reanalysis_temperature",
     "retrieval_quality_flags",
     "retrieve_smap",
     "smap_channels",
@@ -229,6 +230,14 @@ def smap_channels(tb: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
     # would compute them; the product gets them back from the TB store in the assembly step.
     return (pick["V"].transpose(*order).reset_coords(drop=True),
             pick["H"].transpose(*order).reset_coords(drop=True))
+
+
+def reanalysis_temperature(anc: xr.Dataset) -> tuple[str, xr.DataArray] | None:
+    """The effective temperature of an ancillary (reanalysis) store: ``soil_temperature``, else
+    ``surface_temperature``, as ``(name, DataArray)``; None when it has neither.  The retrieval
+    and the harmonised products' frozen-ground screen read the same one."""
+    name = next((n for n in ("soil_temperature", "surface_temperature") if n in anc), None)
+    return None if name is None else (name, anc[name])
 
 
 def landcover_parameters(landcover: xr.DataArray, table=DEFAULT_LANDCOVER_PARAMS):

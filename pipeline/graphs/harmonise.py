@@ -396,9 +396,10 @@ def ancillary_screens(anc: xr.Dataset, like: xr.DataArray
 
 
 def _reanalysis_temperature(anc: xr.Dataset) -> xr.DataArray | None:
-    """The temperature the frozen-ground rule reads: soil, else surface (as the retrieval)."""
-    name = next((n for n in ("soil_temperature", "surface_temperature") if n in anc), None)
-    return None if name is None else anc[name]
+    """The temperature the frozen-ground rule reads (the retrieval's, see
+    :func:`pipeline.soil_moisture.reanalysis_temperature`)."""
+    teff = soil_moisture.reanalysis_temperature(anc)
+    return None if teff is None else teff[1]
 
 
 def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.ModelRef, *,

@@ -107,11 +107,10 @@ def open_inputs(root: str, storage_options=None) -> dict:
         anc = stores.open_dataset(a_url, storage_options=storage_options)
         # ``pass`` is a core dim of the kernel: one chunk (the store may split it).
         anc = stores.chunk_variables(anc, {d: -1 for d in (dims.PASS,) if d in anc.dims})
-        for name in ("soil_temperature", "surface_temperature"):
-            if name in anc:
-                out["surface_temperature"] = anc[name]
-                out["temperature_source"] = f"ancillary {name}"
-                break
+        teff = soil_moisture.reanalysis_temperature(anc)
+        if teff is not None:
+            out["temperature_source"] = f"ancillary {teff[0]}"
+            out["surface_temperature"] = teff[1]
         if "snow_water_equivalent" in anc:
             out["snow_water_equivalent"] = anc["snow_water_equivalent"]
     try:

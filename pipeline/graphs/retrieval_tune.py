@@ -282,8 +282,8 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
     curves = {c: grids(usable & (lc == c)) for c in sorted(set(lc[usable].tolist()))}
     # The all-station values (classes with too few stations, classes without any) are fitted on
     # the stations where the ratio acts: bare-soil stations would only blur the ratio's effect.
-    acts = np.isin(lc, [c for c, (b, _) in curves.items()
-                        if np.max(np.abs(b[-1] - b[0])) >= MIN_LEVERAGE])
+    fits = {c: choose(trials, teff_trials, b, u) for c, (b, u) in curves.items()}
+    acts = np.isin(lc, [c for c, f in fits.items() if f["ratio_has_leverage"]])
     pooled_b, pooled_u = grids(usable & acts) if (usable & acts).any() else grids(usable)
     pooled = choose(trials, teff_trials, pooled_b, pooled_u)
 
@@ -293,7 +293,7 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
     ratios, offsets, classes = [], [], {}
     for c, (b, u) in curves.items():
         members = usable & (lc == c)
-        fit = choose(trials, teff_trials, b, u)
+        fit = fits[c]
         enough = int(members.sum()) >= min_stations
         if enough and (fit["pol_ratio"] is not None or fit["teff_offset_k"] is not None):
             chosen, source = fit, "class"
