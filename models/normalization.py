@@ -11,7 +11,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["fit_stats", "identity_stats", "normalize"]
+__all__ = ["combine_moments", "fit_stats", "identity_stats", "moments", "normalize",
+           "stats_from_moments"]
 
 
 def fit_stats(x: np.ndarray, mask: np.ndarray, *, passthrough: int = 0) -> dict:
@@ -33,6 +34,51 @@ def fit_stats(x: np.ndarray, mask: np.ndarray, *, passthrough: int = 0) -> dict:
         mean[n_chan - passthrough:] = 0.0
         std[n_chan - passthrough:] = 1.0
     return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
+def moments(x: np.ndarray) -> dict:
+    """Count, mean and sum of squared deviations per channel of the finite values of ``x``
+    [..., channel] (float64): one part of a data set, merged by :func:`combine_moments`."""
+    v = np.asarray(x, np.float64).reshape(-1, np.shape(x)[-1])
+    ok = np.isfinite(v)
+    n = ok.sum(0).astype(np.float64)
+    s = np.where(ok, v, 0.0).sum(0)
+    mean = np.divide(s, n, out=np.zeros_like(s), where=n > 0)
+    m2 = (np.where(ok, v - mean, 0.0) ** 2).sum(0)
+    return {"n": n, "mean": mean, "m2": m2}
+
+
+def combine_moments(parts) -> dict:
+    """Merge :func:`moments` of disjoint parts (Chan et al.'s pairwise update: exact, stable)."""
+    out = None
+    for p in parts:
+        if p is None:
+            continue
+        p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+        if out is None:
+            out = p
+            continue
+        n = out["n"] + p["n"]
+        d = p["mean"] - out["mean"]
+        w = np.divide(p["n"], n, out=np.zeros_like(n), where=n > 0)
+        out = {"n": n, "mean": out["mean"] + d * w,
+               "m2": out["m2"] + p["m2"] + d**2 * out["n"] * w}
+    return out
+
+
+# A channel whose spread over the training data is below this (in its own units) is constant
+# there: a one-hot land-cover class the training never saw, the longitude of a one-column
+# transect.  It gets std 1, so a value the model never saw enters at its own size, not ×10⁶.
+CONSTANT_STD = 1e-3
+
+
+def stats_from_moments(m: dict) -> dict:
+    """``{"mean", "std"}`` from merged :func:`moments`; constant (or empty) channels get std 1
+    (:data:`CONSTANT_STD`)."""
+    n = np.asarray(m["n"], np.float64)
+    std = np.sqrt(np.divide(m["m2"], n, out=np.zeros_like(n), where=n > 0))
+    std = np.where(std < CONSTANT_STD, 1.0, std)
+    return {"mean": [float(v) for v in m["mean"]], "std": [float(v) for v in std]}
 
 
 def identity_stats(n_channels: int) -> dict:

@@ -156,9 +156,20 @@ def windows_url(root: str, part: str, k: int) -> str:
     return stores.join(root, "training", "sm-lstm", f"{part}-{k:04d}.zarr")
 
 
+# Training shards are written (and streamed) in pieces of this many windows: the unit that
+# ShardStream shuffles across shards.
+SHARD_PIECE = 256
+
+
 def _cut_tile(f: xr.DataArray, t: xr.DataArray, cells: np.ndarray, k: int,
-              settings: TrainSettings, root: str, storage_options) -> dict[str, list[str]]:
-    """Cut one tile's windows and write its shards (runs as one task; numpy-backed input)."""
+              settings: TrainSettings, root: str, storage_options) -> dict:
+    """Cut one tile's windows and write its shards (runs as one task; numpy-backed input).
+
+    Returns ``{"train": [url], "val": [url], "moments": …}``: the moments
+    (:func:`models.normalization.moments`) of the tile's training windows, merged over tiles
+    into the normalisation statistics, so those see every tile without a second read."""
+    from models import normalization
+
     names = list(harmonise.feature_names())
     obs_i = names.index("observed")
     x = np.asarray(f.transpose(dims.PASS, dims.Y, dims.X, dims.TIME, dims.FEATURE).values)
@@ -171,9 +182,9 @@ def _cut_tile(f: xr.DataArray, t: xr.DataArray, cells: np.ndarray, k: int,
         return a.reshape((-1,) + a.shape[3:])
 
     xw, yw, mw = _tile_windows(flat(x)[sel], flat(yv)[sel], flat(obs)[sel], settings)
-    urls: dict[str, list[str]] = {"train": [], "val": []}
+    out: dict = {"train": [], "val": [], "moments": None}
     if not len(xw):
-        return urls
+        return out
     # One random stream per tile: the split does not depend on the order tiles run in.
     is_val = np.random.default_rng((settings.seed, k)).random(len(xw)) < settings.val_share
     for part, take in (("train", ~is_val), ("val", is_val)):
@@ -184,9 +195,13 @@ def _cut_tile(f: xr.DataArray, t: xr.DataArray, cells: np.ndarray, k: int,
             "y": (("sample", dims.TIME), yw[take]),
             "mask": (("sample", dims.TIME), mw[take]),
         }, coords={dims.FEATURE: names})
-        urls[part].append(stores.write_dataset(ds, windows_url(root, part, k),
-                                               storage_options=storage_options))
-    return urls
+        out[part].append(stores.write_dataset(
+            ds, windows_url(root, part, k), storage_options=storage_options,
+            chunks={"sample": SHARD_PIECE, dims.TIME: xw.shape[1],
+                    dims.FEATURE: xw.shape[2]}))
+        if part == "train":
+            out["moments"] = normalization.moments(xw[take])
+    return out
 
 
 def write_training_shards(feats: dict[str, xr.DataArray], tgt: xr.DataArray,
@@ -200,9 +215,14 @@ def write_training_shards(feats: dict[str, xr.DataArray], tgt: xr.DataArray,
     part with probability ``val_share`` (seeded per tile), to ``train`` otherwise.
 
     Returns:
-      ``{"train": [urls], "val": [urls]}`` in tile order.
+      ``{"train": [urls], "val": [urls], "stats": …, "constant": [names]}``: the shards in
+      tile order, the normalisation statistics of all training windows
+      (:func:`models.normalization.stats_from_moments`; None without any), and the features
+      constant over them (land-cover classes the training never saw, …).
     """
     import dask
+
+    from models import normalization
 
     rows = tgt.sizes[dims.Y]
     tr = settings.tile_rows
@@ -213,69 +233,70 @@ def write_training_shards(feats: dict[str, xr.DataArray], tgt: xr.DataArray,
             tasks.append(dask.delayed(_cut_tile)(
                 fa.isel(sl), tgt.isel(sl), cell_mask[r0:r0 + tr], len(tasks), settings, root,
                 storage_options))
-    urls: dict[str, list[str]] = {"train": [], "val": []}
-    for got in dask.compute(*tasks):
+    urls: dict = {"train": [], "val": []}
+    got = dask.compute(*tasks)
+    for g in got:
         for part in urls:
-            urls[part] += got[part]
+            urls[part] += g[part]
+    m = normalization.combine_moments(g["moments"] for g in got)
+    urls["stats"] = None if m is None else normalization.stats_from_moments(m)
+    urls["constant"] = [] if m is None else [
+        n for n, sd in zip(harmonise.feature_names(), np.sqrt(
+            np.divide(m["m2"], m["n"], out=np.zeros_like(m["n"]), where=m["n"] > 0)),
+            strict=True) if sd < normalization.CONSTANT_STD]
     return urls
 
 
 class ShardStream:
-    """Re-iterable batches streamed from sample-major shards (shuffled shards and samples).
+    """Re-iterable batches streamed from sample-major shards, mixed across shards.
 
+    Each shard is one tile of one sensor.  An epoch visits the shards' pieces of
+    :data:`SHARD_PIECE` windows in random order, ``mix`` pieces at a time: those are read,
+    shuffled together and cut into batches, so a batch mixes up to ``mix`` tiles and sensors
+    while at most ``mix`` pieces (+ one batch) are in memory.  (Shuffling within one shard at a
+    time gave batches from a single tile: the model chased each latitude band in turn.)
     Fixed batch shape (so the training step compiles once); the incomplete tail is dropped.
+    ``shuffle=False`` reads the pieces in order (validation).
     """
 
     def __init__(self, urls: list[str], batch: int, seed: int, storage_options=None,
-                 shuffle: bool = True):
+                 shuffle: bool = True, mix: int = 32):
         self.urls, self.batch, self.seed = urls, batch, seed
         self.storage_options, self.shuffle, self.epoch = storage_options, shuffle, 0
+        self.mix = max(int(mix), 1)
+
+    def _open(self) -> list[xr.Dataset]:
+        # A shard is small and read where the training runs: never through a Dask cluster
+        # that happens to be the default scheduler (a round trip per piece).
+        with dask.config.set(scheduler="synchronous"):
+            return [stores.open_dataset(u, storage_options=self.storage_options)
+                    for u in self.urls]
 
     def __call__(self) -> Iterator[dict]:
         rng = np.random.default_rng((self.seed, self.epoch))
         self.epoch += 1
-        order = rng.permutation(len(self.urls)) if self.shuffle else range(len(self.urls))
-        buf: list[xr.Dataset] = []
-        for i in order:
-            # A shard is small and read where the training runs: never through a Dask
-            # cluster that happens to be the default scheduler (a round trip per shard).
+        shards = self._open()
+        pieces = [(i, a, min(a + SHARD_PIECE, ds.sizes["sample"]))
+                  for i, ds in enumerate(shards)
+                  for a in range(0, ds.sizes["sample"], SHARD_PIECE)]
+        if self.shuffle:
+            pieces = [pieces[j] for j in rng.permutation(len(pieces))]
+        carry: dict | None = None
+        for g in range(0, len(pieces), self.mix):
+            parts = [] if carry is None else [carry]
             with dask.config.set(scheduler="synchronous"):
-                buf.append(stores.open_dataset(self.urls[i],
-                                               storage_options=self.storage_options).load())
-            if sum(b.sizes["sample"] for b in buf) >= 4 * self.batch:
-                yield from self._drain(buf, rng)
-        yield from self._drain(buf, rng)
-
-    def _drain(self, buf, rng) -> Iterator[dict]:
-        if not buf:
-            return
-        ds = xr.concat(buf, dim="sample")
-        buf.clear()
-        idx = rng.permutation(ds.sizes["sample"]) if self.shuffle else np.arange(
-            ds.sizes["sample"])
-        x, y, m = ds["x"].values, ds["y"].values, ds["mask"].values
-        full = len(idx) // self.batch
-        for i in range(full):
-            j = idx[i * self.batch:(i + 1) * self.batch]
-            yield {"x": x[j], "y": y[j], "mask": m[j]}
-        rest = idx[full * self.batch:]
-        if len(rest):
-            buf.append(ds.isel(sample=rest))
-
-
-def _norm_stats(stream: ShardStream, n_batches: int = 40) -> dict:
-    xs = []
-    for i, b in enumerate(stream()):
-        xs.append(b["x"].reshape(-1, b["x"].shape[-1]))
-        if i + 1 >= n_batches:
-            break
-    if not xs:
-        raise errors.InputDataError("no training windows: the calibrated sensors and the SMAP "
-                                    "product do not overlap with enough valid days")
-    x = np.concatenate(xs)
-    mean = np.nanmean(x, 0)
-    std = np.maximum(np.nanstd(x, 0), 1e-6)
-    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+                for i, a, b in pieces[g:g + self.mix]:
+                    sub = shards[i].isel(sample=slice(a, b))
+                    parts.append({k: np.asarray(sub[k].values) for k in ("x", "y", "mask")})
+            buf = {k: np.concatenate([p[k] for p in parts]) for k in ("x", "y", "mask")}
+            n = len(buf["x"])
+            idx = rng.permutation(n) if self.shuffle else np.arange(n)
+            full = n // self.batch
+            for j in range(full):
+                sel = idx[j * self.batch:(j + 1) * self.batch]
+                yield {k: v[sel] for k, v in buf.items()}
+            rest = idx[full * self.batch:]
+            carry = {k: v[rest] for k, v in buf.items()} if len(rest) else None
 
 
 def model_url(root: str) -> str:
@@ -313,7 +334,13 @@ def train(root: str, settings: TrainSettings = TrainSettings(), *,
     stream = ShardStream(shards["train"], settings.batch, settings.seed, storage_options)
     val = ShardStream(shards["val"], settings.batch, settings.seed, storage_options,
                       shuffle=False)
-    stats = _norm_stats(stream)
+    stats = shards["stats"]
+    if stats is None:
+        raise errors.InputDataError("no training windows: the calibrated sensors and the SMAP "
+                                    "product do not overlap with enough valid days")
+    if shards["constant"]:
+        progress(f"constant over the training windows (passed through unscaled): "
+                 f"{', '.join(shards['constant'])}")
     observed_idx = harmonise.feature_names().index("observed")
     stats["mean"][observed_idx], stats["std"][observed_idx] = 0.0, 1.0
     target_vals = tgt.where(xr.DataArray(~held, dims=(dims.Y, dims.X))).values
@@ -331,7 +358,8 @@ def train(root: str, settings: TrainSettings = TrainSettings(), *,
     ref = apply.save_bundle(bundle, model_url(root), storage_options)
     report = {"root": root, "model": {"uri": ref.uri, "sha256": ref.sha256, "config": cfg},
               "train_sensors": list(feats), "test_year": settings.test_year,
-              "training_shards": {k: len(v) for k, v in shards.items()},
+              "training_shards": {k: len(shards[k]) for k in ("train", "val")},
+              "constant_features": shards["constant"],
               "holdout_cells": int(held.sum()), "epochs": len(history), "best_epoch": best,
               "history": history, "settings": dataclasses.asdict(settings)}
     stores.write_json(stores.reports_url(root, "sm-train.json"), report, storage_options)

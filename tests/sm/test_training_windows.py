@@ -116,3 +116,71 @@ def test_dynamic_features_follow_their_formulas(sim_tiny):
         np.testing.assert_array_equal(got.sel({dims.FEATURE: name}).values, ref.values,
                                       err_msg=name)
     assert 0 < float(got.sel({dims.FEATURE: "observed"}).mean()) < 1
+
+
+def _shard(tmp_path, name, value, n, t=4, f=2):
+    import xarray as xr
+
+    from pipeline.io import stores
+
+    ds = xr.Dataset({"x": (("sample", "time", "feature"), np.full((n, t, f), value, np.float32)),
+                     "y": (("sample", "time"), np.full((n, t), value, np.float32)),
+                     "mask": (("sample", "time"), np.ones((n, t), bool))})
+    return stores.write_dataset(ds, str(tmp_path / f"{name}.zarr"),
+                                chunks={"sample": harmonise.SHARD_PIECE, "time": t,
+                                        "feature": f})
+
+
+def test_shard_stream_batches_mix_shards_and_visit_every_window_once(tmp_path, monkeypatch):
+    # Each shard is one tile of one sensor.  Batches drawn one shard at a time made the
+    # model chase one latitude band after another; the stream now mixes pieces of all shards.
+    monkeypatch.setattr(harmonise, "SHARD_PIECE", 16)
+    sizes = (40, 33, 50, 21)
+    urls = [_shard(tmp_path, f"s{k}", float(k), n) for k, n in enumerate(sizes)]
+    st = harmonise.ShardStream(urls, batch=8, seed=3, mix=4)
+    for epoch in range(2):
+        batches = list(st())
+        assert all(b["x"].shape == (8, 4, 2) for b in batches)
+        assert len(batches) == sum(sizes) // 8       # only the incomplete tail is dropped
+        seen = np.concatenate([b["y"][:, 0] for b in batches])
+        counts = np.bincount(seen.astype(int), minlength=4)
+        assert (counts <= np.array(sizes)).all() and counts.sum() >= sum(sizes) - 7
+        mixed = np.mean([len(np.unique(b["y"][:, 0])) > 1 for b in batches])
+        assert mixed > 0.5, f"epoch {epoch}: only {mixed:.0%} of batches mix shards"
+    # validation order is fixed: the same batches every time
+    val = harmonise.ShardStream(urls, batch=8, seed=3, shuffle=False)
+    a, b = list(val()), list(val())
+    assert len(a) == len(b) and all((p["y"] == q["y"]).all() for p, q in zip(a, b, strict=True))
+    np.testing.assert_array_equal(np.concatenate([p["y"][:, 0] for p in a])[:40], 0.0)
+
+
+def test_training_statistics_see_every_tile(tmp_path):
+    # The statistics were taken from the first 40 batches, i.e. the first shard (one tile): a
+    # land-cover class outside it got std 1e-6 and entered the model at ~10⁶, which froze the
+    # output (a constant over the whole record) on every such cell.  Now: all training windows.
+    import xarray as xr
+
+    from pipeline import dims
+    from pipeline import harmonise as hf
+
+    names = list(hf.feature_names())
+    ny, nt = 6, 40
+    rng = np.random.default_rng(1)
+    x = rng.normal(250, 10, (nt, 1, ny, 1, len(names))).astype(np.float32)
+    x[..., names.index("observed")] = 1.0
+    lc = names.index("lc_7")
+    x[..., [i for i, n in enumerate(names) if n.startswith("lc_")]] = 0.0
+    x[:, :, 4:, :, lc] = 1.0                       # the class exists in the second tile only
+    f = xr.DataArray(x, dims=(dims.TIME, dims.PASS, dims.Y, dims.X, dims.FEATURE),
+                     coords={dims.FEATURE: names})
+    t = xr.DataArray(rng.random((nt, ny, 1)).astype(np.float32), dims=(dims.TIME, dims.Y, dims.X))
+    st = dataclasses.replace(harmonise.TrainSettings(), window_days=10, stride_days=10,
+                             tile_rows=3, val_share=0.0, min_valid_targets=1)
+    out = harmonise.write_training_shards({"amsr2": f}, t, np.ones((ny, 1), bool),
+                                          np.ones(nt, bool), st, str(tmp_path))
+    assert len(out["train"]) == 2
+    whole = x.reshape(-1, len(names))
+    np.testing.assert_allclose(out["stats"]["mean"], whole.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(out["stats"]["std"][lc], whole[:, lc].std(), rtol=1e-5)
+    assert "lc_7" not in out["constant"] and "lc_1" in out["constant"]
+    assert out["stats"]["std"][names.index("lc_1")] == 1.0
