@@ -354,13 +354,19 @@ HANDOVERS = {
 
 
 def handover_diagnostics(sm: xr.DataArray, dates: dict[str, str] = HANDOVERS, *,
-                         window_days: int = 60, reference: xr.DataArray | None = None
-                         ) -> dict[str, dict]:
+                         window_days: int = 60, reference: xr.DataArray | None = None,
+                         min_days: int = 10) -> dict[str, dict]:
     """Mean shift across each sensor hand-over (eager: returns small numbers).
 
-    The shift is the change in the spatial-mean anomaly from ``window_days`` before to
-    ``window_days`` after the date.  With ``reference`` (e.g. the truth), anomalies are taken
-    against it, which removes the natural seasonal change across the window.
+    The shift is the change in the mean from ``window_days`` before to ``window_days`` after
+    the date.  With ``reference`` (e.g. the truth), it is the shift of ``sm − reference``,
+    which removes the natural seasonal change across the window.
+
+    ``sm`` (time,) is one series.  With spatial dims (time, y, x) the shift is taken per pixel
+    (pixels with ≥ ``min_days`` values in both windows) and averaged over pixels
+    (``n_pixels``): a spatial mean over whichever pixels have data mixes in pixels that enter
+    or leave the mean across the window (ground thawing in spring), which a hand-over does not
+    cause.
 
     The same shift is also measured on the same calendar date of every other year whose
     windows fit in the record (``same_date_other_years``: n, median, min, max): without a
@@ -369,24 +375,33 @@ def handover_diagnostics(sm: xr.DataArray, dates: dict[str, str] = HANDOVERS, *,
 
     Returns:
       ``{name: {"date", "mean_before", "mean_after", "shift", "same_date_other_years"}}``
-      (m3 m-3); dates outside the record are skipped.
+      (m3 m-3; + ``n_pixels`` per pixel); dates outside the record are skipped.
     """
     out = {}
     t = sm[dims.TIME]
     series = sm if reference is None else sm - reference
+    space = [d for d in series.dims if d != dims.TIME]
     first, last = t.values.min(), t.values.max()
     window = np.timedelta64(window_days, "D")
 
     def shift(day):
         before = series.sel({dims.TIME: slice(day - window, day - np.timedelta64(1, "D"))})
         after = series.sel({dims.TIME: slice(day, day + window)})
-        return float(before.mean()), float(after.mean())
+        if not space:
+            return float(before.mean()), float(after.mean()), None
+        ok = ((before.notnull().sum(dims.TIME) >= min_days)
+              & (after.notnull().sum(dims.TIME) >= min_days))
+        n = int(ok.sum())
+        if not n:
+            return np.nan, np.nan, 0
+        return (float(before.mean(dims.TIME).where(ok).mean()),
+                float(after.mean(dims.TIME).where(ok).mean()), n)
 
     for name, d in dates.items():
         day = np.datetime64(d, "ns")
         if day <= first or day >= last:
             continue
-        mb, ma = shift(day)
+        mb, ma, n_pix = shift(day)
         others = []
         for year in range(int(str(first)[:4]), int(str(last)[:4]) + 1):
             try:
@@ -394,7 +409,7 @@ def handover_diagnostics(sm: xr.DataArray, dates: dict[str, str] = HANDOVERS, *,
             except ValueError:          # 29 February in a common year
                 continue
             if other != day and first <= other - window and other + window <= last:
-                b, a = shift(other)
+                b, a, _ = shift(other)
                 if np.isfinite(a - b):
                     others.append(a - b)
         null = ({"n": len(others), "median": float(np.median(others)),
@@ -402,4 +417,6 @@ def handover_diagnostics(sm: xr.DataArray, dates: dict[str, str] = HANDOVERS, *,
                 if others else {"n": 0})
         out[name] = {"date": d, "mean_before": mb, "mean_after": ma, "shift": ma - mb,
                      "same_date_other_years": null}
+        if n_pix is not None:
+            out[name]["n_pixels"] = n_pix
     return out

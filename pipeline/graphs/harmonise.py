@@ -639,7 +639,8 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
                           "min_when_2plus_sensors": _f(multi.min()),
                           "days_2plus_sensors": int(multi.notnull().sum()),
                           "days_2plus_below_0.8": int((multi < 0.8).sum())},
-        "handovers": fuse.handover_diagnostics(out[dims.SOIL_MOISTURE].mean((dims.Y, dims.X))),
+        # per pixel, then averaged (lazy: each window is read where it is needed)
+        "handovers": fuse.handover_diagnostics(out[dims.SOIL_MOISTURE]),
     }
     thawed = thawed_land(root, static, cov[dims.TIME], storage_options)
     if thawed is not None:
@@ -751,8 +752,8 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
         fz = fuse.daily_mean_of_passes(products["fused"]).load()
         tr = truth_daily.reindex_like(fz)
         both = fz.notnull() & tr.notnull()
-        report["handovers_vs_truth"] = fuse.handover_diagnostics(
-            fz.where(both).mean((dims.Y, dims.X)), reference=tr.where(both).mean((dims.Y, dims.X)))
+        report["handovers_vs_truth"] = fuse.handover_diagnostics(fz.where(both),
+                                                                 reference=tr.where(both))
     if truth_daily is not None and "fused" in products:
         # Fused vs each sensor on the same pixel-days (unseen): each sensor's own score covers
         # only its swaths and latitudes (TMI: ±38°), so the fused product is compared with it

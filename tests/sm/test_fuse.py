@@ -120,6 +120,29 @@ def test_handover_shift_is_set_against_the_same_date_in_other_years():
     assert d["shift"] - null["median"] == pytest.approx(0.015, abs=1e-3)
 
 
+def test_handover_shift_per_pixel_ignores_pixels_that_join_across_the_window():
+    """Ground that thaws in spring joins the spatial mean after the date: with its own error
+    level it moved the mean of the error although no pixel changed.  Per pixel, no shift."""
+    time = pd.date_range("2012-01-01", "2012-12-31", freq="D")
+    rng = np.random.default_rng(0)
+    err = np.zeros((len(time), 1, 2))
+    err[:, 0, 0] = 0.01 + rng.normal(0, 1e-4, len(time))   # always there
+    err[:, 0, 1] = -0.03                                   # thaws on the hand-over date
+    err[time < pd.Timestamp("2012-04-01"), 0, 1] = np.nan
+    sm = xr.DataArray(0.25 + err, dims=(dims.TIME, dims.Y, dims.X), coords={dims.TIME: time})
+    ref = xr.full_like(sm, 0.25)
+    spatial = fuse.handover_diagnostics(sm.mean((dims.Y, dims.X)), {"h": "2012-04-01"},
+                                        reference=ref.mean((dims.Y, dims.X)))["h"]
+    assert spatial["shift"] == pytest.approx(-0.02, abs=1e-3)  # the joining pixel's level
+    d = fuse.handover_diagnostics(sm, {"h": "2012-04-01"}, reference=ref)["h"]
+    assert d["n_pixels"] == 1 and abs(d["shift"]) < 1e-4
+    # a real step in the pixel seen on both sides is still measured in full
+    sm2 = sm.copy()
+    sm2[time >= pd.Timestamp("2012-04-01"), 0, 0] += 0.015
+    d2 = fuse.handover_diagnostics(sm2, {"h": "2012-04-01"}, reference=ref)["h"]
+    assert d2["shift"] == pytest.approx(0.015, abs=1e-4)
+
+
 def _chain_sources(seed=1):
     """SMAP = truth (+ noise); the others with constant and seasonal offsets, in their periods."""
     rng = np.random.default_rng(seed)
