@@ -161,8 +161,8 @@ def windows_url(root: str, part: str, k: int) -> str:
 SHARD_PIECE = 256
 
 
-def _cut_tile(f: xr.DataArray, t: xr.DataArray, cells: np.ndarray, k: int,
-              settings: TrainSettings, root: str, storage_options) -> dict:
+def _cut_tile(f: xr.DataArray, t: xr.DataArray, cells: np.ndarray, time_mask: np.ndarray,
+              k: int, settings: TrainSettings, root: str, storage_options) -> dict:
     """Cut one tile's windows and write its shards (runs as one task; numpy-backed input).
 
     Returns ``{"train": [url], "val": [url], "moments": …}``: the moments
@@ -172,10 +172,14 @@ def _cut_tile(f: xr.DataArray, t: xr.DataArray, cells: np.ndarray, k: int,
 
     names = list(harmonise.feature_names())
     obs_i = names.index("observed")
+    # the training days are picked here, in NumPy: a boolean index on the dask arrays was a
+    # shuffle of thousands of tasks per tile (the scheduler, not the work, set the pace)
     x = np.asarray(f.transpose(dims.PASS, dims.Y, dims.X, dims.TIME, dims.FEATURE).values)
+    x = x[:, :, :, np.asarray(time_mask, bool)]
     obs = x[..., obs_i] > 0.5
-    yv = np.broadcast_to(np.asarray(t.transpose(dims.Y, dims.X, dims.TIME).values)[None],
-                         x.shape[:-1])
+    tv = np.asarray(t.transpose(dims.Y, dims.X, dims.TIME).values)[..., np.asarray(time_mask,
+                                                                                 bool)]
+    yv = np.broadcast_to(tv[None], x.shape[:-1])
     sel = np.broadcast_to(cells[None], x.shape[:3]).reshape(-1)
 
     def flat(a):
@@ -195,10 +199,11 @@ def _cut_tile(f: xr.DataArray, t: xr.DataArray, cells: np.ndarray, k: int,
             "y": (("sample", dims.TIME), yw[take]),
             "mask": (("sample", dims.TIME), mw[take]),
         }, coords={dims.FEATURE: names})
+        # Zarr chunks of SHARD_PIECE windows set in the encoding: the arrays stay NumPy (dask
+        # chunks here would send them through the scheduler, from inside this task).
+        enc = {v: {"chunks": (SHARD_PIECE,) + ds[v].shape[1:]} for v in ("x", "y", "mask")}
         out[part].append(stores.write_dataset(
-            ds, windows_url(root, part, k), storage_options=storage_options,
-            chunks={"sample": SHARD_PIECE, dims.TIME: xw.shape[1],
-                    dims.FEATURE: xw.shape[2]}))
+            ds, windows_url(root, part, k), storage_options=storage_options, encoding=enc))
         if part == "train":
             out["moments"] = normalization.moments(xw[take])
     return out
@@ -229,10 +234,10 @@ def write_training_shards(feats: dict[str, xr.DataArray], tgt: xr.DataArray,
     tasks = []
     for fa in feats.values():
         for r0 in range(0, rows, tr):
-            sl = {dims.Y: slice(r0, r0 + tr), dims.TIME: time_mask}
+            sl = {dims.Y: slice(r0, r0 + tr)}
             tasks.append(dask.delayed(_cut_tile)(
-                fa.isel(sl), tgt.isel(sl), cell_mask[r0:r0 + tr], len(tasks), settings, root,
-                storage_options))
+                fa.isel(sl), tgt.isel(sl), cell_mask[r0:r0 + tr], np.asarray(time_mask, bool),
+                len(tasks), settings, root, storage_options))
     urls: dict = {"train": [], "val": []}
     got = dask.compute(*tasks)
     for g in got:
