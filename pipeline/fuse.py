@@ -18,7 +18,6 @@ agree to within the harmonisation error.
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 import xarray as xr
@@ -76,9 +75,13 @@ NOT_MATCHED, BY_OVERLAP, BY_CLIMATOLOGY = 0, 1, 2
 
 
 def _ref_series(out: np.ndarray, refs: list[int]) -> np.ndarray:
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN days: NaN, as meant
-        return np.nanmean(out[..., refs, :], axis=-2) if len(refs) > 1 else out[..., refs[0], :]
+    if len(refs) == 1:
+        return out[..., refs[0], :]
+    # the mean of the references present; NaN on days with none (a sum and a count: nanmean
+    # warns there, and silencing warnings is not thread-safe under the threaded scheduler)
+    v = out[..., refs, :]
+    n = np.isfinite(v).sum(axis=-2)
+    return np.where(n > 0, np.nansum(v, axis=-2) / np.maximum(n, 1), np.nan).astype(out.dtype)
 
 
 def _monthly_offsets(x: np.ndarray, ref: np.ndarray, m0: np.ndarray, min_overlap: int,
@@ -238,15 +241,18 @@ def triplet_error_variance(x: xr.DataArray, y: xr.DataArray, z: xr.DataArray, *,
 
     def cov(a, b):
         am, bm = a.mean(dim), b.mean(dim)
-        return ((a - am) * (b - bm)).sum(dim) / (n - ddof)
+        return ((a - am) * (b - bm)).sum(dim) / (n - ddof).where(n > ddof)
+
+    def nz(c):                           # a zero covariance makes the triplet invalid (NaN)
+        return c.where(c != 0)
 
     cxx, cyy, czz = cov(xs, xs), cov(ys, ys), cov(zs, zs)
     cxy, cxz, cyz = cov(xs, ys), cov(xs, zs), cov(ys, zs)
-    ex = cxx - cxy * cxz / cyz
-    ey = cyy - cxy * cyz / cxz
-    ez = czz - cxz * cyz / cxy
-    beta_y = cxz / cyz
-    beta_z = cxy / cyz
+    ex = cxx - cxy * cxz / nz(cyz)
+    ey = cyy - cxy * cyz / nz(cxz)
+    ez = czz - cxz * cyz / nz(cxy)
+    beta_y = cxz / nz(cyz)
+    beta_z = cxy / nz(cyz)
     err = xr.concat([ex, ey * beta_y**2, ez * beta_z**2], dim="member")
     enough = (n >= min_samples)
     err = err.where(enough & (err > 0))
@@ -316,9 +322,9 @@ def fuse_sensors(stack: xr.DataArray, err_var: xr.DataArray, land: xr.DataArray)
     present = stack.notnull() & ev.notnull()
     w = xr.where(present, 1.0 / ev, 0.0)
     wsum = w.sum(SENSOR)
-    sm = (w * stack.fillna(0.0)).sum(SENSOR) / wsum
-    sm = sm.where(wsum > 0)
-    unc = np.sqrt(1.0 / wsum).where(wsum > 0)
+    wpos = wsum.where(wsum > 0)          # NaN, not 0, where no source: no 0/0 in the tasks
+    sm = (w * stack.fillna(0.0)).sum(SENSOR) / wpos
+    unc = np.sqrt(1.0 / wpos)
     n = present.sum(SENSOR).astype(np.uint8)
     bits = xr.DataArray([1 << dims.SOURCE_BITS[str(s)] for s in stack[SENSOR].values],
                         dims=SENSOR, coords={SENSOR: stack[SENSOR]})
