@@ -102,6 +102,22 @@ def test_targets_fail_on_the_wrong_side_of_every_target():
     assert by["pooled daily NEE ubRMSE vs towers"] == "fail"
 
 
+def test_coverage_check_says_how_much_of_the_shortfall_is_unobserved_land():
+    fuse = _fuse(0.16, 0.0)
+    fuse["land_coverage_thawed"] = {"mean": 0.96, "days_2plus_below_0.8": 63,
+                                    "unobserved_share": 0.037,
+                                    "of_observed": {"mean": 0.997, "min_when_2plus_sensors": 0.88}}
+    reports = {**GOOD, "sm-fuse.json": fuse}
+    c = {c.name: c for c in targets.check_all({"a": reports}, ROLES)}[
+        "min land coverage on days with ≥ 2 sensors"]
+    assert c.status == "fail" and c.measured == 0.16          # the target counts all land
+    assert "thawed land: mean 0.96, 63 days" in c.detail
+    assert "unobserved (swath gaps) 0.037" in c.detail and "min 0.88" in c.detail
+    plain = {c.name: c for c in targets.check_all({"a": GOOD}, ROLES)}[
+        "min land coverage on days with ≥ 2 sensors"]
+    assert "thawed" not in plain.detail
+
+
 def test_lstm_checks_prefer_per_pixel_ubrmsd_and_truth_referenced_handovers():
     val = _val({"amsr2": 0.08, "gmi": 0.08}, 0.07)
     val["against_truth_unseen"]["amsr2"]["ubrmsd_per_pixel_median"] = 0.035

@@ -587,6 +587,25 @@ def thawed_land(root: str, static: xr.Dataset, time: xr.DataArray,
     return (ok & land.values).load()
 
 
+def observed_by_any(root: str, grid_name: str, sources: list[str], time: xr.DataArray,
+                    storage_options=None) -> xr.DataArray:
+    """(time, y, x): some source observed the cell that day, whatever its screens then did
+    (a pass whose quality flag lacks ``insufficient_obs``)."""
+    seen = None
+    for s in sources:
+        prod = publish.open_product(root, product_id(s, grid_name), storage_options)
+        if dims.QUALITY_FLAG not in prod:
+            continue
+        o = (prod[dims.QUALITY_FLAG] & int(qc.QC.INSUFFICIENT_OBS)) == 0
+        o = (o.any(dims.PASS) if dims.PASS in o.dims else o).reset_coords(drop=True)
+        o = o.reindex({dims.TIME: time.values}, fill_value=False).load()
+        seen = o if seen is None else seen | o
+    if seen is None:
+        return xr.DataArray(np.zeros(time.size, bool), dims=dims.TIME,
+                            coords={dims.TIME: time.values})
+    return seen
+
+
 # fuse_all keeps the stacked sources in (worker) memory up to this size; larger stacks are
 # read again for each use (the sm-fused job builds large products in parts instead).
 PERSIST_STACK_BYTES = 2 * 2**30
@@ -662,6 +681,19 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
             "days_2plus_below_0.8": int((multi_t < 0.8).sum()),
             "rule": f"soil temperature ≥ {THAWED_MIN_K} K in a pass and SWE ≤ {SNOW_MAX_MM} mm "
                     "(ancillary store)"}
+        # Where the rest went: thawed land that no sensor observed that day (swath gaps), and
+        # the coverage of the thawed land some sensor did observe (what the chain kept of it).
+        seen = thawed & observed_by_any(root, g, list(sources), cov[dims.TIME], storage_options)
+        n_seen = seen.sum((dims.Y, dims.X))
+        cov_o = ((has & seen).sum((dims.Y, dims.X)) / n_seen).where(n_seen > 0)
+        multi_o = cov_o.where(n_active.reindex_like(cov_o) >= 2)
+        report["land_coverage_thawed"]["unobserved_share"] = _f(
+            1.0 - float(n_seen.sum()) / max(float(n_thawed.sum()), 1.0))
+        report["land_coverage_thawed"]["of_observed"] = {
+            "mean": _f(cov_o.mean()), "min_when_2plus_sensors": _f(multi_o.min()),
+            "days_2plus_below_0.8": int((multi_o < 0.8).sum()),
+            "rule": "thawed land where at least one source observed that day (its quality "
+                    "flag lacks insufficient_obs in a pass)"}
     stores.write_json(stores.reports_url(root, "sm-fuse.json"), report, storage_options)
     return report
 

@@ -221,7 +221,8 @@ def _lstm(val: Mapping | None, fuse: Mapping | None, archive: str) -> list[Check
     out.append(Check("fusion", "min land coverage on days with ≥ 2 sensors", cov,
                      f"≥ {lim_c:.0%}", _verdict(None if cov is None else cov >= lim_c),
                      f"sm-fuse.json ({_get(fuse, 'land_coverage', 'days_2plus_sensors')} days; "
-                     f"mean coverage {_get(fuse, 'land_coverage', 'mean')})", archive))
+                     f"mean coverage {_get(fuse, 'land_coverage', 'mean')}{_thawed_detail(fuse)})",
+                     archive))
     lim_h = TARGETS["handover_shift"]
     # The shift of the fused product's error against truth across each hand-over (seasonal
     # change cancels); without truth, the raw shift of the fused mean (it includes the season).
@@ -241,6 +242,20 @@ def _lstm(val: Mapping | None, fuse: Mapping | None, archive: str) -> list[Check
     else:
         out.append(Check("fusion", "worst |hand-over shift|", None, f"< {lim_h:g} m3 m-3",
                          MISSING, "no hand-over inside the record", archive))
+    return out
+
+
+def _thawed_detail(fuse: Mapping | None) -> str:
+    """Coverage of thawed land, and of the thawed land some sensor observed (sm-fuse.json)."""
+    t = _get(fuse, "land_coverage_thawed")
+    if not isinstance(t, Mapping):
+        return ""
+    out = (f"; thawed land: mean {t.get('mean')}, {t.get('days_2plus_below_0.8')} days "
+           f"< 80 %")
+    o = t.get("of_observed")
+    if isinstance(o, Mapping):
+        out += (f"; unobserved (swath gaps) {t.get('unobserved_share')} of thawed land-days; "
+                f"of the observed thawed land min {o.get('min_when_2plus_sensors')}")
     return out
 
 

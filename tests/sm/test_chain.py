@@ -143,6 +143,17 @@ def test_fused_product_masks_and_coverage(lstm_chain, chain_root):
     assert report["land_coverage_thawed"]["mean"] == pytest.approx(want, abs=1e-5)
     # frozen or snow-covered ground has no liquid soil moisture: excluding it raises coverage
     assert report["land_coverage_thawed"]["mean"] > report["land_coverage"]["mean"]
+    # the thawed land nobody observed (swath gaps) vs what the chain kept of the observed rest
+    seen = harmonise.observed_by_any(chain_root, harmonise._grid_name(ds),
+                                     ["tmi", "amsre", "amsr2", "gmi", "smap"], ds[dims.TIME])
+    assert not bool((has & ~seen).any())          # a fused value needs an observation
+    obs_t = thawed & seen
+    m = obs_t.sum((dims.Y, dims.X))
+    want_o = float(((has & obs_t).sum((dims.Y, dims.X)) / m).where(m > 0).mean())
+    lct = report["land_coverage_thawed"]
+    assert lct["of_observed"]["mean"] == pytest.approx(want_o, abs=1e-5)
+    assert lct["of_observed"]["mean"] >= lct["mean"]
+    assert lct["unobserved_share"] == pytest.approx(1 - float(m.sum() / n.sum()), abs=1e-4)
     assert "fused" in va["against_truth_unseen"]
     # fused vs each sensor is scored on the pixel-days both cover, with equal pair counts
     common = va["fused_vs_sensor_common_support"]
