@@ -144,8 +144,8 @@ def test_fused_product_masks_and_coverage(lstm_chain, chain_root):
     # frozen or snow-covered ground has no liquid soil moisture: excluding it raises coverage
     assert report["land_coverage_thawed"]["mean"] > report["land_coverage"]["mean"]
     # the thawed land nobody observed (swath gaps) vs what the chain kept of the observed rest
-    seen = harmonise.observed_by_any(chain_root, harmonise._grid_name(ds),
-                                     ["tmi", "amsre", "amsr2", "gmi", "smap"], ds[dims.TIME])
+    seen = harmonise.observed_by_any(chain_root, harmonise._grid_name(ds), report["sources"],
+                                     ds[dims.TIME])
     assert not bool((has & ~seen).any())          # a fused value needs an observation
     obs_t = thawed & seen
     m = obs_t.sum((dims.Y, dims.X))
