@@ -184,3 +184,16 @@ def test_training_statistics_see_every_tile(tmp_path):
     np.testing.assert_allclose(out["stats"]["std"][lc], whole[:, lc].std(), rtol=1e-5)
     assert "lc_7" not in out["constant"] and "lc_1" in out["constant"]
     assert out["stats"]["std"][names.index("lc_1")] == 1.0
+
+
+def test_shard_stream_reads_in_its_own_process_under_a_cluster(tmp_path):
+    # Training runs in the client; a Dask cluster set as the default scheduler must not see
+    # one task per shard piece (each would be a round trip through the workers).
+    distributed = pytest.importorskip("distributed")
+    urls = [_shard(tmp_path, f"s{k}", float(k), 40) for k in range(3)]
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
+                            dashboard_address=None) as client:
+        with distributed.get_task_stream(client) as ts:
+            batches = list(harmonise.ShardStream(urls, batch=8, seed=0)())
+        assert len(batches) == 15
+        assert ts.data == []
