@@ -119,7 +119,7 @@ class RetrievalConfig:
 
 
 def forward_tb(sm, vod, t_k, clay, sand, bulk_density, h, omega, config: RetrievalConfig,
-               pol_ratio=None):
+               pol_ratio=None, *, soil_t_k=None):
     """Forward model used by the retrieval: (TB_h, TB_v) [K], T_soil = T_canopy = ``t_k``.
 
     Args:
@@ -128,12 +128,15 @@ def forward_tb(sm, vod, t_k, clay, sand, bulk_density, h, omega, config: Retriev
       All broadcastable.
       config: Retrieval settings (dielectric model, frequency, incidence, Q, N).
       pol_ratio: Per-pixel τ_V / τ_H (broadcastable), or None for ``config.vod_pol_ratio``.
+      soil_t_k: The soil temperature the permittivity is evaluated at [K] (Dobson's free-water
+        term depends on it), or None for ``t_k``.  Emissivities are ``forward_tb`` with
+        ``t_k = 1`` and the physical temperature here.
 
     Returns:
       (tb_h, tb_v) [K], float32, broadcast shape.
     """
     eps = DIELECTRIC_MODELS[config.dielectric](config.freq_ghz, sm, clay, sand, bulk_density,
-                                               t_k)
+                                               t_k if soil_t_k is None else soil_t_k)
     theta = math.radians(config.incidence_deg)
     e_h, e_v = tau_omega.emissivity_hv(eps, h, config.q, config.n, theta)
     tb_h = tau_omega.tb_tau_omega(e_h, vod, omega, t_k, t_k, theta)
@@ -166,8 +169,11 @@ def correct_open_water(tb_v, tb_h, t_k, water_fraction, config: RetrievalConfig)
 
 def _emissivities(sm, vod, pixel, config):
     """(E_core, E_col) of the soil–canopy system for [pass]-shaped sm, vod."""
+    # TB at unit temperature; the permittivity at the pass's own temperature (Dobson needs it:
+    # at "1 K" its free-water term is NaN and no pixel converged)
     e_h, e_v = forward_tb(sm, vod, 1.0, pixel["clay"], pixel["sand"], pixel["bulk_density"],
-                          pixel["h"], pixel["omega"], config, pixel["pol_ratio"])
+                          pixel["h"], pixel["omega"], config, pixel["pol_ratio"],
+                          soil_t_k=pixel["t_k"])
     return (e_v, e_h) if config.core_pol == "V" else (e_h, e_v)
 
 
