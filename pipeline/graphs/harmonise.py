@@ -506,9 +506,40 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
         urls[s] = publish.publish_dataset(ds, root, product_id(s, g), spec=schema.SM_HARMONISED,
                                           storage_options=storage_options,
                                           provenance={"model_sha256": ref.sha256})
-    report = {"root": root, "model_sha256": ref.sha256, "products": urls}
+    unseen = unseen_landcover(ref, static)
+    if unseen:
+        progress(f"{sum(unseen.values())} land cells have a land-cover class the LSTM never saw "
+                 f"in training ({', '.join(f'IGBP {k}: {v}' for k, v in unseen.items())}); "
+                 "their values are extrapolations")
+    report = {"root": root, "model_sha256": ref.sha256, "products": urls,
+              "landcover_unseen_in_training": unseen}
     stores.write_json(stores.reports_url(root, "sm-harmonise.json"), report, storage_options)
     return report
+
+
+def unseen_landcover(ref: apply.ModelRef, static: xr.Dataset) -> dict[str, int]:
+    """Land cells per land-cover class whose one-hot feature never was 1 in the model's
+    training windows (mean 0 and a constant-feature std: 1, or the 1e-6 floor of older
+    bundles): ``{"IGBP class" or "other": n cells}``, classes with cells only.  Their
+    harmonised values are extrapolations (before session 6 the statistics came from one tile,
+    and this listed 60 of the demo transect's 204 cells)."""
+    stats = apply.load_bundle(ref).norm_stats
+    names = harmonise.feature_names()
+    lc = static["landcover"]
+    land = _land(static)              # permanent snow and ice never has soil moisture
+    out = {}
+    for i, n in enumerate(names):
+        if not n.startswith("lc_"):
+            continue
+        if stats["mean"][i] != 0.0 or not (stats["std"][i] == 1.0 or stats["std"][i] <= 1e-6):
+            continue
+        key = n[3:]
+        cells = (~lc.isin(list(harmonise.LANDCOVER_CLASSES)) if key == "other"
+                 else lc == int(key)) & land
+        k = int(cells.sum())
+        if k:
+            out[key] = k
+    return out
 
 
 # --- fusion ----------------------------------------------------------------------------------

@@ -92,6 +92,8 @@ def test_lstm_training_learns_and_registers(lstm_chain, chain_root):
 def test_harmonised_products_conform_and_have_skill(lstm_chain, chain_root):
     _, hm, _, va = lstm_chain
     assert set(hm["products"]) >= {"amsr2", "gmi", "tmi"}
+    assert hm["landcover_unseen_in_training"] == harmonise.unseen_landcover(
+        harmonise.latest_model(chain_root), harmonise._static(chain_root, None))
     for s, url in hm["products"].items():
         ds = xr.open_zarr(url)
         schema.check(ds, schema.SM_HARMONISED, context=url)

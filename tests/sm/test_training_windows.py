@@ -197,3 +197,29 @@ def test_shard_stream_reads_in_its_own_process_under_a_cluster(tmp_path):
             batches = list(harmonise.ShardStream(urls, batch=8, seed=0)())
         assert len(batches) == 15
         assert ts.data == []
+
+
+def test_harmonise_names_the_land_cover_the_model_never_saw(monkeypatch):
+    import types
+
+    import xarray as xr
+
+    from pipeline import apply
+    from pipeline import harmonise as hf
+
+    names = hf.feature_names()
+    mean, std = [0.5] * len(names), [0.3] * len(names)
+    for n, m, sd in (("lc_7", 0.0, 1.0),          # constant in training (session 6 bundles)
+                     ("lc_1", 0.0, 1e-6),         # the floor of older bundles
+                     ("lc_other", 0.0, 1.0)):
+        mean[names.index(n)], std[names.index(n)] = m, sd
+    monkeypatch.setattr(apply, "load_bundle", lambda ref: types.SimpleNamespace(
+        norm_stats={"mean": mean, "std": std}))
+    lc = np.array([[7], [7], [1], [10], [15], [2], [7]], np.int16)
+    static = xr.Dataset({"landcover": (("y", "x"), lc),
+                         "land_fraction": (("y", "x"), np.array([[1], [0.2], [1], [1], [1], [1],
+                                                                  [1]]))})
+    got = harmonise.unseen_landcover(apply.ModelRef("m", "0" * 64), static)
+    # class 7: two land cells (one is water); 15 (permanent ice) has no soil moisture at all;
+    # 10 was seen; 2 is not one-hot encoded ("other")
+    assert got == {"1": 1, "7": 2, "other": 1}
