@@ -271,11 +271,11 @@ class ShardStream:
         self.mix = max(int(mix), 1)
 
     def _open(self) -> list[xr.Dataset]:
-        # A shard is small and read where the training runs: never through a Dask cluster
-        # that happens to be the default scheduler (a round trip per piece).
-        with dask.config.set(scheduler="synchronous"):
-            return [stores.open_dataset(u, storage_options=self.storage_options)
-                    for u in self.urls]
+        # Pieces are read where the training runs, without dask: never through a Dask cluster
+        # that happens to be the default scheduler (a round trip per piece), and no graph per
+        # read (an epoch of the demo's shards: 4.0 s with dask arrays, 1.6 s without).
+        return [stores.open_dataset(u, storage_options=self.storage_options, use_dask=False)
+                for u in self.urls]
 
     def __call__(self) -> Iterator[dict]:
         rng = np.random.default_rng((self.seed, self.epoch))
@@ -289,10 +289,9 @@ class ShardStream:
         carry: dict | None = None
         for g in range(0, len(pieces), self.mix):
             parts = [] if carry is None else [carry]
-            with dask.config.set(scheduler="synchronous"):
-                for i, a, b in pieces[g:g + self.mix]:
-                    sub = shards[i].isel(sample=slice(a, b))
-                    parts.append({k: np.asarray(sub[k].values) for k in ("x", "y", "mask")})
+            for i, a, b in pieces[g:g + self.mix]:
+                sub = shards[i].isel(sample=slice(a, b))
+                parts.append({k: np.asarray(sub[k].values) for k in ("x", "y", "mask")})
             buf = {k: np.concatenate([p[k] for p in parts]) for k in ("x", "y", "mask")}
             n = len(buf["x"])
             idx = rng.permutation(n) if self.shuffle else np.arange(n)

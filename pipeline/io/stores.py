@@ -447,6 +447,7 @@ def open_dataset(
     *,
     storage_options: Mapping[str, Any] | None = None,
     chunks: Mapping[str, int] | str | None = None,
+    use_dask: bool = True,
 ) -> xr.Dataset:
     """Open a Zarr store lazily.
 
@@ -454,6 +455,9 @@ def open_dataset(
       url: Store URL (local path, ``file://``, ``s3://``…).
       storage_options: fsspec options; default :func:`storage_options_for` ``(url)``.
       chunks: dask chunks; None keeps the stored chunks (dask-backed).
+      use_dask: False: no dask at all; variables are lazily indexed and read as NumPy on access
+        (``chunks`` is ignored).  For many small reads in one process (training batches),
+        where a dask graph per read is the larger cost.
 
     Raises:
       errors.StoreNotFound, errors.AccessDenied, errors.StoreError: one-line messages.
@@ -464,7 +468,7 @@ def open_dataset(
         ds = xr.open_zarr(
             store,
             storage_options=opts,
-            chunks={} if chunks is None else chunks,
+            chunks=None if not use_dask else ({} if chunks is None else chunks),
             zarr_format=fmt,
             consolidated=consolidated,
         )

@@ -138,6 +138,10 @@ def test_shard_stream_batches_mix_shards_and_visit_every_window_once(tmp_path, m
     sizes = (40, 33, 50, 21)
     urls = [_shard(tmp_path, f"s{k}", float(k), n) for k, n in enumerate(sizes)]
     st = harmonise.ShardStream(urls, batch=8, seed=3, mix=4)
+    from pipeline.io import stores
+
+    plain = stores.open_dataset(urls[0], use_dask=False)   # how the stream opens a shard
+    assert plain["x"].chunks is None and float(plain["y"][3, 0]) == 0.0
     for epoch in range(2):
         batches = list(st())
         assert all(b["x"].shape == (8, 4, 2) for b in batches)
