@@ -598,8 +598,8 @@ def thawed_land(root: str, static: xr.Dataset, time: xr.DataArray,
     """Land where soil moisture is retrievable that day (time, y, x), from the ancillary store.
 
     Thawed: the reanalysis soil (else surface) temperature ≥ 274.15 K in at least one pass and
-    SWE ≤ 1 mm — the retrieval's own rules, from the same inputs.  None without an ancillary
-    store.
+    SWE ≤ 1 mm — the retrieval's own rules, from the same inputs.  Lazy on a lazy store; None
+    without an ancillary store.
     """
     anc = open_ancillary(root, static.attrs["grid"], storage_options)
     if anc is None:
@@ -614,13 +614,13 @@ def thawed_land(root: str, static: xr.Dataset, time: xr.DataArray,
         swe = swe.max(dims.PASS) if dims.PASS in swe.dims else swe
         ok = ok & ~(swe.reindex({dims.TIME: time.values}) > SNOW_MAX_MM)
     land = _land(static)
-    return (ok & land.values).load()
+    return ok & land.values
 
 
 def observed_by_any(root: str, grid_name: str, sources: list[str], time: xr.DataArray,
                     storage_options=None) -> xr.DataArray:
-    """(time, y, x): some source observed the cell that day, whatever its screens then did
-    (a pass whose quality flag lacks ``insufficient_obs``)."""
+    """(time, y, x), lazy: some source observed the cell that day, whatever its screens then
+    did (a pass whose quality flag lacks ``insufficient_obs``)."""
     seen = None
     for s in sources:
         prod = publish.open_product(root, product_id(s, grid_name), storage_options)
@@ -628,7 +628,7 @@ def observed_by_any(root: str, grid_name: str, sources: list[str], time: xr.Data
             continue
         o = (prod[dims.QUALITY_FLAG] & int(qc.QC.INSUFFICIENT_OBS)) == 0
         o = (o.any(dims.PASS) if dims.PASS in o.dims else o).reset_coords(drop=True)
-        o = o.reindex({dims.TIME: time.values}, fill_value=False).load()
+        o = o.reindex({dims.TIME: time.values}, fill_value=False)
         seen = o if seen is None else seen | o
     if seen is None:
         return xr.DataArray(np.zeros(time.size, bool), dims=dims.TIME,
@@ -700,9 +700,13 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
     if thawed is not None:
         # Diagnostic: coverage of the land where SM is retrievable at all (frozen or snow-covered
         # ground has no liquid soil moisture to retrieve).  The target above counts all land.
-        has = out[dims.SOIL_MOISTURE].load().notnull()
-        n_thawed = thawed.sum((dims.Y, dims.X))
-        cov_t = ((has & thawed).sum((dims.Y, dims.X)) / n_thawed).where(n_thawed > 0)
+        # daily counts only, in one lazy pass (a global decade of (time, y, x) masks is GBs)
+        yx = (dims.Y, dims.X)
+        has = out[dims.SOIL_MOISTURE].notnull()
+        seen = thawed & observed_by_any(root, g, list(sources), cov[dims.TIME], storage_options)
+        n_thawed, n_has_t, n_seen, n_has_s = dask.compute(
+            thawed.sum(yx), (has & thawed).sum(yx), seen.sum(yx), (has & seen).sum(yx))
+        cov_t = (n_has_t / n_thawed).where(n_thawed > 0)
         multi_t = cov_t.where(n_active.reindex_like(cov_t) >= 2)
         report["land_coverage_thawed"] = {
             "mean": _f(cov_t.mean()), "min_when_2plus_sensors": _f(multi_t.min()),
@@ -713,9 +717,7 @@ def fuse_all(root: str, *, storage_options: Mapping[str, Any] | None = None,
                     "(ancillary store)"}
         # Where the rest went: thawed land that no sensor observed that day (swath gaps), and
         # the coverage of the thawed land some sensor did observe (what the chain kept of it).
-        seen = thawed & observed_by_any(root, g, list(sources), cov[dims.TIME], storage_options)
-        n_seen = seen.sum((dims.Y, dims.X))
-        cov_o = ((has & seen).sum((dims.Y, dims.X)) / n_seen).where(n_seen > 0)
+        cov_o = (n_has_s / n_seen).where(n_seen > 0)
         multi_o = cov_o.where(n_active.reindex_like(cov_o) >= 2)
         report["land_coverage_thawed"]["unobserved_share"] = _f(
             1.0 - float(n_seen.sum()) / max(float(n_thawed.sum()), 1.0))
