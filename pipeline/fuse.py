@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 
-import dask
 import numpy as np
 import xarray as xr
 
@@ -424,8 +423,14 @@ def handover_diagnostics(sm: xr.DataArray, dates: dict[str, str] = HANDOVERS, *,
             if other != day and first <= other - window and other + window <= last:
                 others.append(other)
         plan[name] = (d, day, others)
-    lazy = {day: sums(day) for _, day, others in plan.values() for day in [day, *others]}
-    (got,) = dask.compute(lazy) if lazy else ({},)
+    days = list(dict.fromkeys(day for _, d0, others in plan.values() for day in [d0, *others]))
+    got = {}
+    if days:
+        parts = [sums(day) for day in days]
+        ds = xr.Dataset({k: xr.concat([p[i] for p in parts], dim="window")
+                         for i, k in enumerate(("sb", "nb", "sa", "na"))}).compute()
+        got = {day: tuple(ds[k].isel(window=i).values for k in ("sb", "nb", "sa", "na"))
+               for i, day in enumerate(days)}
 
     def num(v):                           # JSON has no NaN: None where no pixel qualified
         return float(v) if np.isfinite(v) else None
