@@ -11,8 +11,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["combine_moments", "fit_stats", "identity_stats", "moments", "normalize",
-           "stats_from_moments"]
+__all__ = ["combine_moments", "fit_stats", "identity_stats", "moments", "moments_std",
+           "normalize", "stats_from_moments"]
 
 
 def fit_stats(x: np.ndarray, mask: np.ndarray, *, passthrough: int = 0) -> dict:
@@ -72,11 +72,16 @@ def combine_moments(parts) -> dict:
 CONSTANT_STD = 1e-3
 
 
+def moments_std(m: dict) -> np.ndarray:
+    """Population std per channel of merged :func:`moments` (0 for empty channels)."""
+    n = np.asarray(m["n"], np.float64)
+    return np.sqrt(np.divide(m["m2"], n, out=np.zeros_like(n), where=n > 0))
+
+
 def stats_from_moments(m: dict) -> dict:
     """``{"mean", "std"}`` from merged :func:`moments`; constant (or empty) channels get std 1
     (:data:`CONSTANT_STD`)."""
-    n = np.asarray(m["n"], np.float64)
-    std = np.sqrt(np.divide(m["m2"], n, out=np.zeros_like(n), where=n > 0))
+    std = moments_std(m)
     std = np.where(std < CONSTANT_STD, 1.0, std)
     return {"mean": [float(v) for v in m["mean"]], "std": [float(v) for v in std]}
 

@@ -246,9 +246,8 @@ def write_training_shards(feats: dict[str, xr.DataArray], tgt: xr.DataArray,
     m = normalization.combine_moments(g["moments"] for g in got)
     urls["stats"] = None if m is None else normalization.stats_from_moments(m)
     urls["constant"] = [] if m is None else [
-        n for n, sd in zip(harmonise.feature_names(), np.sqrt(
-            np.divide(m["m2"], m["n"], out=np.zeros_like(m["n"]), where=m["n"] > 0)),
-            strict=True) if sd < normalization.CONSTANT_STD]
+        n for n, sd in zip(harmonise.feature_names(), normalization.moments_std(m), strict=True)
+        if sd < normalization.CONSTANT_STD]
     return urls
 
 
