@@ -135,6 +135,20 @@ def test_lstm_checks_prefer_per_pixel_ubrmsd_and_truth_referenced_handovers():
     assert (ho.measured, ho.status) == (0.004, "pass") and "vs_truth" in ho.detail
 
 
+def test_lstm_checks_add_the_smap_class_vod_domain_beside_all_land():
+    """All land stays a verdict of its own; the VOD ≤ 0.5 row quotes the dense-canopy side."""
+    val = _val({"amsre": 0.0401, "gmi": 0.031}, 0.028)
+    val["against_truth_unseen_vod_le_0.5"] = {"amsre": {"n": 900, "ubrmsd": 0.05,
+                                                        "ubrmsd_per_pixel_median": 0.0323}}
+    val["against_truth_unseen_vod_gt_0.5"] = {"amsre": {"n": 90, "ubrmsd_per_pixel_median": 0.062}}
+    by = {c.name: c for c in targets.check_all({"a": {"sm-validation.json": val}}, ROLES)}
+    assert by["amsre ubRMSD vs truth (unseen)"].status == "fail"          # 0.0401 > 0.04
+    sparse = by["amsre ubRMSD vs truth (unseen, VOD ≤ 0.5)"]
+    assert (sparse.measured, sparse.status) == (0.0323, "pass")
+    assert "n=900" in sparse.detail and "VOD > 0.5: 0.0620" in sparse.detail
+    assert "gmi ubRMSD vs truth (unseen, VOD ≤ 0.5)" not in by           # not reported: no row
+
+
 def test_target_edges_and_missing_reports():
     # Exactly at the limits: ≤ targets pass, strict < targets fail.
     edge = {"sm-retrieval.json": _retrieval(0.03, 0.01), "carbon-evaluate.json": _carbon(1.6),

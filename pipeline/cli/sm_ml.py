@@ -70,8 +70,11 @@ def validate_cmd(root: str) -> None:
     from pipeline.graphs import harmonise
 
     rep = harmonise.validate(root, progress=echo_progress)
+    sparse = rep.get("against_truth_unseen_vod_le_0.5") or {}
     for s, d in rep["against_truth_unseen"].items():
-        click.echo(f"{s:>6}: ubRMSD vs truth {d['ubrmsd']} m3/m3, R {d['r']}, "
+        le = (sparse.get(s) or {}).get("ubrmsd_per_pixel_median")
+        click.echo(f"{s:>6}: ubRMSD vs truth {d['ubrmsd']} m3/m3 (per-pixel median "
+                   f"{d.get('ubrmsd_per_pixel_median')}, where VOD ≤ 0.5 {le}), R {d['r']}, "
                    f"bias {d['bias']} (n={d['n']})", err=True)
     print_url(f"{root.rstrip('/')}/reports/sm-validation.json")
 

@@ -60,6 +60,10 @@ FROZEN_TB36V_K = 258.0
 PERMANENT_SNOW_ICE = 15  # IGBP class
 SNOW_SCATTER_K = 10.0
 TRAIN_SENSORS = ("amsr2", "gmi")
+# SMAP-class accuracy is specified where VWC ≤ 5 kg m-2 (science.md §3.7): L-band VOD ≤ 0.5, the
+# same bound as the SMAP retrieval's target (sm-retrieval.json target_vod_le_0.5).  Validation
+# scores each product on both sides of it; the LSTM's target is itself poor in dense canopy.
+SMAP_CLASS_VOD_MAX = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -773,7 +777,7 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
     g = _grid_name(static)
     ny, nx = static.sizes[dims.Y], static.sizes[dims.X]
     held = xr.DataArray(holdout_cells(ny, nx, settings.holdout_every), dims=(dims.Y, dims.X))
-    truth = None
+    truth = vod_daily = None
     tu = stores.truth_url(root, static.attrs["grid"])
     if stores.exists(tu, storage_options):
         t_ds = stores.open_dataset(tu, storage_options=storage_options)
@@ -783,6 +787,10 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
             frozen_any = t_ds["frozen"].max(dims.PASS) if dims.PASS in t_ds["frozen"].dims \
                 else t_ds["frozen"]
             truth = truth.where(frozen_any == 0)
+        if dims.VOD in t_ds:
+            from pipeline.graphs.retrieval import nearest_l_band
+
+            vod_daily = fuse.daily_mean_of_passes(nearest_l_band(t_ds[dims.VOD])).load()
     products = {}
     for s in HARMONISED_SENSORS + ("smap", "fused"):
         try:
@@ -800,6 +808,10 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
                               "heldout_cells": int(held.sum()),
                               "against_truth_unseen": {}, "against_smap_heldout": {},
                               "stations": {}}
+    sparse, dense = (f"against_truth_unseen_vod_le_{SMAP_CLASS_VOD_MAX:g}",
+                     f"against_truth_unseen_vod_gt_{SMAP_CLASS_VOD_MAX:g}")
+    if vod_daily is not None:
+        report[sparse], report[dense] = {}, {}
     for s, sm in products.items():
         progress(f"validating {s}")
         daily = fuse.daily_mean_of_passes(sm).load()
@@ -809,6 +821,14 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
             tr = truth_daily.reindex_like(daily)
             report["against_truth_unseen"][s] = _score(daily.where(unseen), tr.where(unseen),
                                                        (dims.TIME, dims.Y, dims.X))
+            if vod_daily is not None:
+                # by the truth's L-band VOD on the day (NaN VOD: in neither side)
+                vod = vod_daily.reindex_like(daily)
+                for key, side in ((sparse, vod <= SMAP_CLASS_VOD_MAX),
+                                  (dense, vod > SMAP_CLASS_VOD_MAX)):
+                    m = unseen & side
+                    report[key][s] = _score(daily.where(m), tr.where(m),
+                                            (dims.TIME, dims.Y, dims.X))
         if smap_t is not None and s not in ("smap", "fused"):
             tg = smap_t.reindex_like(daily).load()
             report["against_smap_heldout"][s] = _score(daily.where(unseen), tg.where(unseen),

@@ -53,7 +53,8 @@ def _ft_product_id(grid: str) -> str:
     return f"ft-{SENSOR}-{grid.lower()}-v1"
 
 
-def _nearest_l_band(vod: xr.DataArray) -> xr.DataArray:
+def nearest_l_band(vod: xr.DataArray) -> xr.DataArray:
+    """The VOD at the frequency nearest 1.41 GHz (the simulator's truth has a frequency dim)."""
     if dims.FREQUENCY in vod.dims:
         f = np.asarray(vod[dims.FREQUENCY], float)
         return vod.isel({dims.FREQUENCY: int(np.argmin(np.abs(f - 1.41)))}, drop=True)
@@ -217,7 +218,7 @@ def report(product: xr.Dataset, truth: xr.Dataset | None, static: xr.Dataset,
     like = {d: sm[d] for d in (dims.TIME, dims.PASS) if d in truth.dims}
     ref = truth[dims.SOIL_MOISTURE].reindex(like).assign_coords(
         {d: sm[d] for d in (dims.Y, dims.X)}).load()
-    vod_true = _nearest_l_band(truth[dims.VOD]).reindex(like).assign_coords(
+    vod_true = nearest_l_band(truth[dims.VOD]).reindex(like).assign_coords(
         {d: sm[d] for d in (dims.Y, dims.X)}).load() if dims.VOD in truth else None
     ref, sm_b = xr.broadcast(ref, sm)
     valid = sm_b.notnull() & ref.notnull()

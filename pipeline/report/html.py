@@ -167,11 +167,15 @@ def _section_lstm(train: Mapping | None, val: Mapping | None, fuse: Mapping | No
         sm = _g(val, "against_smap_heldout", s) or {}
         st = _g(val, "stations", s) or {}
         net = next(iter(st.values()), {}) if st else {}
+        le = _g(val, "against_truth_unseen_vod_le_0.5", s) or {}
+        gt = _g(val, "against_truth_unseen_vod_gt_0.5", s) or {}
         rows.append((s, d.get("n"), d.get("r"), d.get("bias"), d.get("ubrmsd_per_pixel_median"),
+                     le.get("ubrmsd_per_pixel_median"), gt.get("ubrmsd_per_pixel_median"),
                      d.get("ubrmsd"), sm.get("ubrmsd"), net.get("median_station_ubrmsd")))
     out += _table(["product", "n (vs truth, unseen)", "R", "bias",
-                   "ubRMSD vs truth, per-pixel median", "ubRMSD vs truth, pooled",
-                   "ubRMSD vs SMAP (held out)", "median station ubRMSD"], rows)
+                   "ubRMSD vs truth, per-pixel median", "… where VOD ≤ 0.5", "… VOD > 0.5",
+                   "ubRMSD vs truth, pooled", "ubRMSD vs SMAP (held out)",
+                   "median station ubRMSD"], rows)
     if fuse:
         cov = fuse.get("land_coverage") or {}
         out += _table(["fused land coverage", "value"],

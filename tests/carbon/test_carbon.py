@@ -245,3 +245,23 @@ def test_site_scores_aggregated_by_group_are_medians():
                                np.median(ub[1:]))
     np.testing.assert_allclose(float(agg.gpp.sel(group="lat:70-90", metric="bias")),
                                float(sites.gpp.sel(metric="bias")[2]))
+
+
+@pytest.mark.parametrize("days", [1, 5, 15])
+def test_trailing_mean_equals_rolling_and_keeps_the_chunks(days):
+    """The TCF drivers' trailing means (cumulative sums) = xarray's rolling mean with
+    min_periods=1, gaps included; on dask the space chunks stay as they came (rolling splits
+    them to one row at 15 days, and the TCF kernel then ran once per row)."""
+    rng = np.random.default_rng(days)
+    a = rng.normal(270.0, 8.0, (200, 32, 3)).astype(np.float32)
+    a[rng.random(a.shape) < 0.2] = np.nan
+    a[40:60, 5] = np.nan                           # a gap longer than every window
+    da = xr.DataArray(a, dims=("time", "y", "x"))
+    want = da.rolling(time=days, min_periods=1).mean()
+    got = carbon._trailing_mean(da, days)
+    assert got.dtype == np.float32 and got.dims == da.dims
+    np.testing.assert_allclose(got.values, want.values, rtol=2e-6, equal_nan=True)
+    assert bool(np.isnan(got.values[40 + days:60, 5]).all())
+    lazy = carbon._trailing_mean(da.chunk({"time": -1, "y": 16}), days)
+    assert lazy.chunks == ((200,), (16, 16), (3,))
+    np.testing.assert_array_equal(lazy.values, got.values)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -169,6 +170,38 @@ def test_fused_product_masks_and_coverage(lstm_chain, chain_root):
 
     assert va["fused_beats_every_sensor"] == all(ub(c["fused"]) < ub(c["sensor"])
                                                  for c in common.values())
+
+
+def test_validation_splits_at_the_smap_class_vod_bound(lstm_chain, chain_root):
+    """Scores where the truth's L-band VOD ≤ 0.5 (VWC ≤ 5 kg m-2) and above it: the two sides
+    partition the all-land pairs, and the sparse side equals pytesmo on pairs picked here."""
+    from pytesmo import metrics as pm
+
+    _, _, fu, va = lstm_chain
+    le, gt = va["against_truth_unseen_vod_le_0.5"], va["against_truth_unseen_vod_gt_0.5"]
+    assert set(le) == set(gt) == set(va["against_truth_unseen"])
+    for s, d in va["against_truth_unseen"].items():
+        assert le[s]["n"] + gt[s]["n"] == d["n"], s
+    fused = xr.open_zarr(fu["product"])[dims.SOIL_MOISTURE]
+    grid_name = harmonise._static(chain_root, None).attrs["grid"]
+    truth = stores.open_dataset(stores.truth_url(chain_root, grid_name)).reindex(
+        {dims.TIME: fused[dims.TIME]})
+    f = truth[dims.FREQUENCY].values
+    vod = truth[dims.VOD].isel({dims.FREQUENCY: int(np.argmin(abs(f - 1.41)))}).values
+    frozen = truth["frozen"].values.max(axis=1)                     # (time, pass, y, x) -> any
+    with warnings.catch_warnings():                               # all-NaN days: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = np.nanmean(np.where(frozen[:, None] == 0, truth[dims.SOIL_MOISTURE].values,
+                                  np.nan), axis=1).astype(np.float64)
+        vod = np.nanmean(vod, axis=1)
+    est = fused.values.astype(np.float64)
+    ny, nx = est.shape[1:]
+    held = (np.arange(ny * nx).reshape(ny, nx) % 5) == 2
+    unseen = held[None] | (fused[dims.TIME].dt.year.values == 2016)[:, None, None]
+    ok = unseen & (vod <= 0.5) & np.isfinite(est) & np.isfinite(ref)
+    assert le["fused"]["n"] == ok.sum() > 100
+    assert le["fused"]["ubrmsd"] == pytest.approx(pm.ubrmsd(est[ok], ref[ok]), abs=1e-5)
+    assert le["fused"]["bias"] == pytest.approx(pm.bias(est[ok], ref[ok]), abs=1e-5)
 
 
 def test_station_scores_equal_pytesmo_at_the_station_cell(lstm_chain, chain_root):
