@@ -174,8 +174,8 @@ def test_chain_with_unmatched_channels_keeps_them_nan():
 
 def test_lazy_apply_with_uncalibrated_channels_keeps_chunks_few():
     """A channel without a fit comes back NaN, lazily as eagerly, with no more blocks than the
-    input and no dask PerformanceWarning.  (The demo-scale trigger, AMSR-E's 12 channels in
-    chunks of 9, is not reproduced at this size; it was checked on the demo transect.)"""
+    input and no dask PerformanceWarning.  (The demo-scale trigger, a second hop over AMSR-E's
+    12 channels, is the two-hop test below.)"""
     import warnings
 
     from dask.array.core import PerformanceWarning
@@ -191,3 +191,66 @@ def test_lazy_apply_with_uncalibrated_channels_keeps_chunks_few():
     assert lazy.data.npartitions <= tb.data.npartitions
     assert bool(lazy.sel({dims.CHANNEL: "10.65H"}).isnull().all())
     xr.testing.assert_allclose(lazy.compute(), eager)
+
+
+def _hop_coeffs(channels, n_groups, ny, rng):
+    """Per-land-cover-group linear coefficients with their global fallback, as `calibrate fit`
+    stores them (what :func:`pipeline.graphs.calibration._split` separates)."""
+    shape = (len(channels), n_groups)
+    g = np.arange(n_groups)
+    return xr.Dataset(
+        {"offset": ((dims.CHANNEL, calibrate.GROUP), rng.normal(0, 1, shape)),
+         "slope": ((dims.CHANNEL, calibrate.GROUP), 1 + rng.normal(0, 0.01, shape)),
+         "drift": ((dims.CHANNEL, calibrate.GROUP), rng.normal(0, 0.1, shape)),
+         "n": ((dims.CHANNEL, calibrate.GROUP), np.full(shape, 100)),
+         "group_of_cell": ((dims.Y, dims.X), (np.arange(ny) % n_groups)[:, None]),
+         "global_offset": ((dims.CHANNEL, "global_group"), rng.normal(0, 1, (len(channels), 1))),
+         "global_slope": ((dims.CHANNEL, "global_group"), np.ones((len(channels), 1))),
+         "global_drift": ((dims.CHANNEL, "global_group"), np.zeros((len(channels), 1))),
+         "global_n": ((dims.CHANNEL, "global_group"), np.full((len(channels), 1), 100))},
+        coords={dims.CHANNEL: channels, calibrate.GROUP: g, "global_group": [0]},
+        attrs={"method": "linear", "granularity": "landcover", "drift_start": "2002-06-01"})
+
+
+@pytest.mark.parametrize("n_time", [3500, 40])
+def test_two_hop_chain_at_demo_chunking_keeps_chunks_and_values(n_time):
+    """AMSR-E → TMI → GMI as the demo runs it: 12 channels, three without a partner, per-group
+    fits with a global fallback, 366-day chunks.  Without one channel chunk after a hop, the
+    second hop's unify multiplied the chunks by 10 (a dask PerformanceWarning in every demo).
+    At a small size the lazy chain equals the eager one."""
+    import warnings
+
+    from dask.array.core import PerformanceWarning
+
+    from pipeline.graphs import calibration
+
+    rng = np.random.default_rng(3)
+    amsre = ["6.93V", "6.93H", "10.65V", "10.65H", "18.7V", "18.7H", "23.8V", "23.8H", "36.5V",
+             "36.5H", "89.0V", "89.0H"]
+    tmi = ["10.65V", "10.65H", "19.35V", "19.35H", "21.3V", "37.0V", "37.0H", "85.5V", "85.5H"]
+    ny = 204 if n_time > 100 else 9
+    hops = (("amsre", "tmi"), ("tmi", "gmi"))
+    coeffs = {hops[0]: _hop_coeffs([c for c in amsre if c not in ("6.93V", "6.93H", "23.8H")],
+                                   10, ny, rng),
+              hops[1]: _hop_coeffs(tmi, 10, ny, rng)}
+    time = pd.date_range("2002-06-01", periods=n_time, freq="D")
+    shape = (n_time, 2, len(amsre), ny, 1)
+    tb = xr.Dataset(
+        {dims.TB: ((dims.TIME, dims.PASS, dims.CHANNEL, dims.Y, dims.X),
+                   250 + rng.normal(0, 5, shape).astype(np.float32) if n_time < 100 else
+                   np.zeros(shape, np.float32))},
+        coords={dims.TIME: time, dims.PASS: ["am", "pm"], dims.CHANNEL: amsre,
+                dims.Y: np.arange(ny) * 1.0, dims.X: [0.0]})
+    lazy_in = tb.chunk({dims.TIME: 366, dims.CHANNEL: -1, dims.Y: 64})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerformanceWarning)
+        lazy = calibration.apply_chain(lazy_in, hops, coeffs)
+    got, came = lazy[dims.TB].chunksizes, lazy_in[dims.TB].chunksizes
+    assert all(got[d] == came[d] for d in (dims.TIME, dims.PASS, dims.Y, dims.X))
+    assert len(got[dims.CHANNEL]) <= 2        # the calibrated channels, then the NaN ones
+    assert set(lazy.attrs["uncalibrated_channels"].split(",")) == {"6.93V", "6.93H", "23.8H"}
+    if n_time < 100:
+        eager = calibration.apply_chain(tb, hops, coeffs)
+        xr.testing.assert_allclose(lazy[dims.TB].compute(), eager[dims.TB])
+        assert bool(eager[dims.TB].sel({dims.CHANNEL: "23.8H"}).isnull().all())
+        assert bool(eager[dims.TB].sel({dims.CHANNEL: "36.5V"}).notnull().all())
