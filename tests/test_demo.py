@@ -147,6 +147,10 @@ def test_lstm_checks_add_the_smap_class_vod_domain_beside_all_land():
     assert (sparse.measured, sparse.status) == (0.0323, "pass")
     assert "n=900" in sparse.detail and "VOD > 0.5: 0.0620" in sparse.detail
     assert "gmi ubRMSD vs truth (unseen, VOD ≤ 0.5)" not in by           # not reported: no row
+    # the report reads the keys validation writes: one bound on both sides
+    from pipeline.graphs import harmonise
+
+    assert harmonise.SMAP_CLASS_VOD_MAX == targets.TARGETS["sm_retrieval_vod_max"]
 
 
 def test_target_edges_and_missing_reports():

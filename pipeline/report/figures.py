@@ -144,7 +144,8 @@ def lstm_ubrmsd(val: Mapping | None) -> bytes | None:
         return None
     v = [_f(tr[s].get("ubrmsd_per_pixel_median")) for s in order]
     pooled = [_f(tr[s].get("ubrmsd")) for s in order]
-    sparse = _g(val, "against_truth_unseen_vod_le_0.5") or {}
+    vmax = TARGETS["sm_retrieval_vod_max"]
+    sparse = _g(val, f"against_truth_unseen_vod_le_{vmax:g}") or {}
     le = [_f((sparse.get(s) or {}).get("ubrmsd_per_pixel_median")) for s in order]
     colors = ["#1565c0" if s not in ("fused", "smap") else
               ("#2e7d32" if s == "fused" else "#78909c") for s in order]
@@ -152,7 +153,7 @@ def lstm_ubrmsd(val: Mapping | None) -> bytes | None:
     ax.bar(order, v, color=colors, label="per-pixel median (temporal)")
     ax.plot(order, pooled, "kD", ms=4, label="pooled")
     if sparse:
-        ax.plot(order, le, "o", color="#ef6c00", ms=5, label="per-pixel, VOD ≤ 0.5")
+        ax.plot(order, le, "o", color="#ef6c00", ms=5, label=f"per-pixel, VOD ≤ {vmax:g}")
     for i, val_ in enumerate(v):
         if np.isfinite(val_):
             ax.text(i, val_ + 0.0008, f"{val_:.4f}", ha="center", fontsize=7)

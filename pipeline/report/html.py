@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.report.targets import Check
+from pipeline.report.targets import TARGETS, Check
 
 __all__ = ["fmt", "render"]
 
@@ -163,17 +163,19 @@ def _section_lstm(train: Mapping | None, val: Mapping | None, fuse: Mapping | No
     if not val:
         return out + "<p class='missing'>sm-validation.json: missing</p>"
     rows = []
+    vmax = TARGETS["sm_retrieval_vod_max"]
     for s, d in (val.get("against_truth_unseen") or {}).items():
         sm = _g(val, "against_smap_heldout", s) or {}
         st = _g(val, "stations", s) or {}
         net = next(iter(st.values()), {}) if st else {}
-        le = _g(val, "against_truth_unseen_vod_le_0.5", s) or {}
-        gt = _g(val, "against_truth_unseen_vod_gt_0.5", s) or {}
+        le = _g(val, f"against_truth_unseen_vod_le_{vmax:g}", s) or {}
+        gt = _g(val, f"against_truth_unseen_vod_gt_{vmax:g}", s) or {}
         rows.append((s, d.get("n"), d.get("r"), d.get("bias"), d.get("ubrmsd_per_pixel_median"),
                      le.get("ubrmsd_per_pixel_median"), gt.get("ubrmsd_per_pixel_median"),
                      d.get("ubrmsd"), sm.get("ubrmsd"), net.get("median_station_ubrmsd")))
     out += _table(["product", "n (vs truth, unseen)", "R", "bias",
-                   "ubRMSD vs truth, per-pixel median", "… where VOD ≤ 0.5", "… VOD > 0.5",
+                   "ubRMSD vs truth, per-pixel median", f"… where VOD ≤ {vmax:g}",
+                   f"… VOD > {vmax:g}",
                    "ubRMSD vs truth, pooled", "ubRMSD vs SMAP (held out)",
                    "median station ubRMSD"], rows)
     if fuse:
