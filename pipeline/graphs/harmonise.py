@@ -64,6 +64,9 @@ TRAIN_SENSORS = ("amsr2", "gmi")
 # same bound as the SMAP retrieval's target (sm-retrieval.json target_vod_le_0.5).  Validation
 # scores each product on both sides of it; the LSTM's target is itself poor in dense canopy.
 SMAP_CLASS_VOD_MAX = 0.5
+# A harmonised cell gets DENSE_VEGETATION when its SMAP target (the LSTM's) is flagged dense on
+# more than this share of its retrieved pass-days.
+DENSE_TARGET_SHARE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -437,14 +440,42 @@ def _reanalysis_temperature(anc: xr.Dataset) -> xr.DataArray | None:
     return None if teff is None else teff[1]
 
 
+def dense_target_cells(smap: xr.Dataset) -> xr.DataArray:
+    """Bool (y, x), lazy: cells whose SMAP retrieval set DENSE_VEGETATION (retrieved VOD above
+    ``vod_dense``, VWC ≳ 5 kg m-2) on more than ``DENSE_TARGET_SHARE`` of its retrieved
+    pass-days.  The LSTM learned those cells from a target outside SMAP-class accuracy (on the
+    demo transect the target's ubRMSD vs truth is 0.047 where VOD > 0.5, 0.022 elsewhere)."""
+    got = smap[dims.SOIL_MOISTURE].notnull()
+    dense = ((smap[dims.QUALITY_FLAG].astype(np.int64) & int(qc.QC.DENSE_VEGETATION)) != 0) & got
+    over = [d for d in (dims.TIME, dims.PASS) if d in got.dims]
+    n, k = got.sum(over), dense.sum(over)
+    return ((n > 0) & (k > DENSE_TARGET_SHARE * n)).reset_coords(drop=True).rename("dense")
+
+
+def open_dense_target(root: str, grid_name: str, storage_options=None
+                      ) -> tuple[str | None, xr.DataArray | None]:
+    """(URL of the current SMAP product, :func:`dense_target_cells` of it, in memory); (None,
+    None) when no SMAP product with quality flags is published."""
+    pid = product_id("smap", grid_name)
+    try:
+        url = publish.current_url(root, pid, storage_options)
+        smap = publish.open_product(root, pid, storage_options)
+    except errors.TbcubeError:
+        return None, None
+    if dims.QUALITY_FLAG not in smap or dims.SOIL_MOISTURE not in smap:
+        return None, None
+    return url, dense_target_cells(smap).load()
+
+
 def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.ModelRef, *,
-               ancillary: xr.Dataset | None = None, tile: int = dims.PENCIL_TILE,
-               resources: dict | None = None) -> xr.Dataset:
+               ancillary: xr.Dataset | None = None, dense: xr.DataArray | None = None,
+               tile: int = dims.PENCIL_TILE, resources: dict | None = None) -> xr.Dataset:
     """Lazy harmonised product of one sensor (time, pass, y, x), on the days it observed.
 
     ``ancillary``: the archive's reanalysis store; frozen ground and snow are then screened by
     the SMAP retrieval's own rules (:func:`ancillary_screens`), by TB heuristics where it has no
-    value or without it.
+    value or without it.  ``dense``: (y, x) cells of :func:`dense_target_cells`; their values
+    are kept and flagged DENSE_VEGETATION (as the SMAP product keeps and flags its own).
     """
     feats = harmonise.features(cal, static, sensor)
     feats = feats.chunk({dims.TIME: -1, dims.PASS: 1, dims.Y: tile, dims.X: tile,
@@ -466,6 +497,11 @@ def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.Mode
     flag = (xr.where(frozen, int(qc.QC.FROZEN_GROUND), 0)
             | xr.where(snow, int(qc.QC.SNOW_COVER), 0)
             | xr.where(~observed, int(qc.QC.INSUFFICIENT_OBS), 0)).astype(np.uint16)
+    if dense is not None:
+        on = dense.reindex({dims.Y: cal[dims.Y], dims.X: cal[dims.X]}, method="nearest",
+                           tolerance=1.0).fillna(False).astype(bool)
+        flag = flag | xr.where(dims.chunk_like(on, observed) & observed,
+                               int(qc.QC.DENSE_VEGETATION), 0).astype(np.uint16)
     coords = grid.grid_coords(cal.attrs["grid"], grid.Window.parse(cal.attrs["grid_window"]))
     out = xr.Dataset({
         dims.SOIL_MOISTURE: sm.astype(np.float32).assign_attrs(
@@ -498,13 +534,14 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
     static = _static(root, storage_options)
     g = _grid_name(static)
     anc = open_ancillary(root, static.attrs["grid"], storage_options)
+    _, dense = open_dense_target(root, g, storage_options)
     urls = {}
     for s in HARMONISED_SENSORS:
         cal = _calibrated(root, s, storage_options)
         if cal is None:
             continue
         progress(f"harmonising {s} ({cal.sizes[dims.TIME]} days)")
-        ds = harmonised(cal, static, s, ref, ancillary=anc, resources=resources)
+        ds = harmonised(cal, static, s, ref, ancillary=anc, dense=dense, resources=resources)
         urls[s] = publish.publish_dataset(ds, root, product_id(s, g), spec=schema.SM_HARMONISED,
                                           storage_options=storage_options,
                                           provenance={"model_sha256": ref.sha256})
@@ -514,7 +551,8 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
                  f"in training ({', '.join(f'IGBP {k}: {v}' for k, v in unseen.items())}); "
                  "their values are extrapolations")
     report = {"root": root, "model_sha256": ref.sha256, "products": urls,
-              "landcover_unseen_in_training": unseen}
+              "landcover_unseen_in_training": unseen,
+              "dense_target_cells": None if dense is None else int(dense.sum())}
     stores.write_json(stores.reports_url(root, "sm-harmonise.json"), report, storage_options)
     return report
 

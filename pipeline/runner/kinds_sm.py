@@ -89,7 +89,9 @@ class HarmonisedJob(_PixelwiseJob):
       product_id: ``sm-{sensor}-{grid}-v1``, sensor one of tmi, amsre, amsr2, gmi (the grid must
         be the calibrated store's).
       root: Archive root with ``calibrated/{sensor}.zarr``, ``static/{grid}.zarr`` and
-        ``reports/sm-train.json`` (the LSTM of ``tbcube sm train``).
+        ``reports/sm-train.json`` (the LSTM of ``tbcube sm train``); the published SMAP
+        product, when there is one, gives the DENSE_VEGETATION bits (an input: a new version
+        makes the product stale).
       time_range: ``(start, end)`` ISO dates of the product (the LSTM sees only these days).
       storage_options: fsspec options for ``root``.
       tile: Pencil tile [cells] along y and x (product chunks and LSTM blocks; parts are whole
@@ -141,7 +143,7 @@ class HarmonisedJob(_PixelwiseJob):
 
         # the screens are reindexed onto the block's own (time, y, x)
         return harmonise.harmonised(cal, static, self.sensor, self._ref,
-                                    ancillary=self._ancillary,
+                                    ancillary=self._ancillary, dense=self._dense[1],
                                     tile=self.tile,
                                     resources=dict(resources) if resources else None)
 
@@ -151,6 +153,15 @@ class HarmonisedJob(_PixelwiseJob):
 
         cal, _ = self._opened
         return harmonise.open_ancillary(self.root, str(cal.attrs["grid"]), self.storage_options)
+
+    @functools.cached_property
+    def _dense(self) -> tuple[str | None, xr.DataArray | None]:
+        """The SMAP target's dense-canopy cells (the DENSE_VEGETATION bit), with its URL."""
+        from pipeline.graphs import harmonise
+
+        cal, _ = self._opened
+        return harmonise.open_dense_target(self.root, str(cal.attrs["grid"]).lower(),
+                                           self.storage_options)
 
     @functools.cached_property
     def _whole(self) -> xr.Dataset:
@@ -178,6 +189,8 @@ class HarmonisedJob(_PixelwiseJob):
                "static": stores.static_url(self.root, str(cal.attrs["grid"]))}
         if self._ancillary is not None:       # frozen-ground and snow screens
             out["ancillary"] = stores.ancillary_url(self.root, str(cal.attrs["grid"]))
+        if self._dense[0] is not None:        # the target's dense-canopy cells
+            out["sm-smap"] = self._dense[0]
         return out
 
     def models(self) -> Mapping[str, str]:
@@ -192,6 +205,7 @@ class HarmonisedJob(_PixelwiseJob):
                             "ancillary": self._ancillary is not None,
                             "frozen_below_k": harmonise.THAWED_MIN_K,
                             "snow_swe_mm": harmonise.SNOW_MAX_MM},
+                "dense_target_share": harmonise.DENSE_TARGET_SHARE,
                 "time_range": list(self.time_range or [])}
 
 

@@ -220,3 +220,47 @@ def test_fused_job_resumes_equals_fuse_all_and_follows_source_versions(stage2_ro
         assert "settings changed" in jobs.plan(job, ctx, parts=PARTS).reason
     finally:
         Path(stores.reports_url(stage2_root, "sm-validation.json")).unlink()
+
+
+def test_harmonised_job_flags_the_dense_target_cells_and_follows_the_smap_version(
+        stage2_root, tmp_path):
+    """With a SMAP product carrying quality flags, the job marks its dense-canopy cells
+    DENSE_VEGETATION (as ``harmonise_all`` does), and the product is an input: a new SMAP
+    version makes it stale."""
+    from pipeline import qc
+    from pipeline.graphs import harmonise
+
+    root = str(tmp_path / "tiny")
+    shutil.copytree(stage2_root, root, ignore=shutil.ignore_patterns("products", "catalog"))
+    smap = stores.open_dataset(publish.current_url(stage2_root, "sm-smap-m36-v1")).load()
+    rows = xr.DataArray(np.arange(smap.sizes[dims.Y]) < 10, dims=dims.Y,
+                        coords={dims.Y: smap[dims.Y]})
+    flag = xr.where(rows & smap[dims.SOIL_MOISTURE].notnull(), int(qc.QC.DENSE_VEGETATION), 0)
+    smap[dims.QUALITY_FLAG] = flag.astype(np.uint16).transpose(*smap[dims.SOIL_MOISTURE].dims)
+    smap_url = publish.publish_dataset(smap, root, "sm-smap-m36-v1")
+    ctx, cfg = _ctx(root), _config(root)
+    job = jobs.make_job("sm-gmi-m36-v1", cfg)
+    assert job.inputs()["sm-smap"] == smap_url
+    assert job.settings()["dense_target_share"] == harmonise.DENSE_TARGET_SHARE
+    jobs.reprocess(job, ctx, parts=PARTS)
+    got = publish.open_product(root, "sm-gmi-m36-v1").load()
+    f = got[dims.QUALITY_FLAG].astype(int)
+    dense = (f & int(qc.QC.DENSE_VEGETATION)) != 0
+    observed = (f & int(qc.QC.INSUFFICIENT_OBS)) == 0
+    want = (observed & rows.values[:, None]).values
+    assert want.any()
+    np.testing.assert_array_equal(dense.values, want)
+    # the same flags as the graph path, across the three parts
+    ref = harmonise.latest_model(root)
+    cal = stores.open_dataset(stores.calibrated_url(root, "gmi"))
+    eager = harmonise.harmonised(cal, harmonise._static(root, None), "gmi", ref,
+                                 ancillary=harmonise.open_ancillary(root, "M36"),
+                                 dense=harmonise.open_dense_target(root, "m36")[1])
+    np.testing.assert_array_equal(
+        got[dims.QUALITY_FLAG].values,
+        eager[dims.QUALITY_FLAG].sel({dims.TIME: got[dims.TIME]}).values)
+    assert jobs.plan(jobs.make_job("sm-gmi-m36-v1", cfg), ctx, parts=PARTS).action == \
+        "up-to-date"
+    _publish_smap_standin(root, seed=2)           # SMAP reprocessed (no flags this time)
+    plan = jobs.plan(jobs.make_job("sm-gmi-m36-v1", cfg), ctx, parts=PARTS)
+    assert plan.action == "start" and "inputs changed: sm-smap" in plan.reason

@@ -127,6 +127,26 @@ def test_harmonised_frozen_flags_follow_the_reanalysis_rule(lstm_chain, chain_ro
     assert not bool(ds[dims.SOIL_MOISTURE].where(frozen).notnull().any())
 
 
+def test_harmonised_products_flag_the_cells_of_a_dense_canopy_target(lstm_chain, chain_root):
+    """DENSE_VEGETATION on every observed pass-day of the cells whose SMAP target is flagged
+    dense on most retrievals; their values are kept, as the SMAP product keeps its own."""
+    from pipeline import qc
+
+    _, hm, _, _ = lstm_chain
+    smap = publish.open_product(chain_root, harmonise.product_id("smap", "m36")).load()
+    got_sm = smap[dims.SOIL_MOISTURE].notnull()
+    share = (((smap[dims.QUALITY_FLAG].astype(int) & int(qc.QC.DENSE_VEGETATION)) != 0)
+             & got_sm).sum((dims.TIME, dims.PASS)) / got_sm.sum((dims.TIME, dims.PASS))
+    want = (share > 0.5).values
+    assert 0 < want.sum() < want.size and hm["dense_target_cells"] == want.sum()
+    ds = xr.open_zarr(hm["products"]["gmi"]).load()
+    flag = ds[dims.QUALITY_FLAG].astype(int)
+    dense = (flag & int(qc.QC.DENSE_VEGETATION)) != 0
+    observed = (flag & int(qc.QC.INSUFFICIENT_OBS)) == 0
+    np.testing.assert_array_equal(dense.values, (observed & want).values)
+    assert bool(ds[dims.SOIL_MOISTURE].where(dense).notnull().any())
+
+
 def test_fused_product_masks_and_coverage(lstm_chain, chain_root):
     _, _, fu, va = lstm_chain
     ds = xr.open_zarr(fu["product"])

@@ -55,3 +55,25 @@ def test_no_temperature_in_the_store_gives_no_frozen_screen():
     anc = _ancillary(like, t_k=280.0, swe_mm=0.0, days=6).drop_vars("soil_temperature")
     frozen, snow = harmonise.ancillary_screens(anc, like)
     assert frozen is None and int(snow.sum()) == 0
+
+
+def test_dense_target_cells_are_those_flagged_dense_on_most_retrievals():
+    """A cell is dense when the SMAP retrieval flagged DENSE_VEGETATION on more than half of the
+    pass-days it retrieved; flags on days without a retrieval do not count."""
+    from pipeline import qc
+
+    like = _like(n_time=10, ny=1, nx=4).load()
+    d = int(qc.QC.DENSE_VEGETATION)
+    flag = np.zeros(like.shape, np.uint16)
+    sm = np.full(like.shape, 0.2, np.float32)
+    flag[:, :, 0, 0] = d                       # always dense
+    flag[:6, :, 0, 1] = d                      # 12 of 20 retrievals: dense
+    flag[:5, :, 0, 2] = d                      # exactly half: not dense
+    flag[:, :, 0, 3] = d                       # flagged, but retrieved on 4 days only, ...
+    sm[4:, :, 0, 3] = np.nan
+    flag[:2, :, 0, 3] = 0                      # ... dense on 2 of them: not more than half
+    smap = xr.Dataset({dims.SOIL_MOISTURE: like.copy(data=sm),
+                       dims.QUALITY_FLAG: like.copy(data=flag)}).chunk({dims.TIME: 4})
+    got = harmonise.dense_target_cells(smap)
+    assert got.chunks is not None              # lazy over the record
+    np.testing.assert_array_equal(got.values, [[True, True, False, False]])
