@@ -260,7 +260,7 @@ def test_tbcube_demo_tiny_end_to_end(sim_tiny, tmp_path):
     root = tmp_path / "demo"
     shutil.copytree(sim_tiny, root)        # the simulate stage is then "cached"
     res = _run_cli(["demo", "--root", str(root), "--preset", "tiny", "--no-cluster",
-                    "--ft-epochs", "2", "--lstm-epochs", "2"])
+                    "--ft-epochs", "1", "--lstm-epochs", "1"])
     summary = json.loads((root / "report" / "demo.json").read_text())
     assert res.exit_code == 0, [(s["name"], s["error"]) for s in summary["stages"]]
     lines = res.stdout.strip().splitlines()
