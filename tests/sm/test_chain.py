@@ -73,7 +73,7 @@ def lstm_chain(calibrated, chain_root):
     from pipeline.graphs import retrieval
 
     retrieval.run(chain_root)
-    s = dataclasses.replace(harmonise.TrainSettings(), test_year=2016, max_epochs=5)
+    s = dataclasses.replace(harmonise.TrainSettings(), test_year=2016, max_epochs=3)
     tr = harmonise.train(chain_root, s)
     hm = harmonise.harmonise_all(chain_root)
     fu = harmonise.fuse_all(chain_root)
