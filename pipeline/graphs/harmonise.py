@@ -456,10 +456,9 @@ def open_dense_target(root: str, grid_name: str, storage_options=None
                       ) -> tuple[str | None, xr.DataArray | None]:
     """(URL of the current SMAP product, :func:`dense_target_cells` of it, in memory); (None,
     None) when no SMAP product with quality flags is published."""
-    pid = product_id("smap", grid_name)
-    try:
-        url = publish.current_url(root, pid, storage_options)
-        smap = publish.open_product(root, pid, storage_options)
+    try:          # the pointer read once: the URL reported is the version flagged
+        url = publish.current_url(root, product_id("smap", grid_name), storage_options)
+        smap = stores.open_dataset(url, storage_options=storage_options)
     except errors.TbcubeError:
         return None, None
     if dims.QUALITY_FLAG not in smap or dims.SOIL_MOISTURE not in smap:
@@ -829,17 +828,15 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
             from pipeline.graphs.retrieval import nearest_l_band
 
             vod_daily = fuse.daily_mean_of_passes(nearest_l_band(t_ds[dims.VOD])).load()
-    products = {}
+    products, smap_t = {}, None
     for s in HARMONISED_SENSORS + ("smap", "fused"):
         try:
-            products[s] = publish.open_product(root, product_id(s, g), storage_options)[
-                dims.SOIL_MOISTURE]
+            ds = publish.open_product(root, product_id(s, g), storage_options)
         except errors.TbcubeError:
             continue
-    smap_t = None
-    if "smap" in products:
-        smap_t = harmonise.target(publish.open_product(root, product_id("smap", g),
-                                                       storage_options))
+        products[s] = ds[dims.SOIL_MOISTURE]
+        if s == "smap":
+            smap_t = harmonise.target(ds)
     stations = _station_daily(root, storage_options)
     truth_daily = fuse.daily_mean_of_passes(truth).load() if truth is not None else None
     report: dict[str, Any] = {"root": root, "test_year": settings.test_year,
@@ -850,9 +847,10 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
                      f"against_truth_unseen_vod_gt_{SMAP_CLASS_VOD_MAX:g}")
     if vod_daily is not None:
         report[sparse], report[dense] = {}, {}
+    dailies = {}                 # each product's daily means, read once for every score below
     for s, sm in products.items():
         progress(f"validating {s}")
-        daily = fuse.daily_mean_of_passes(sm).load()
+        daily = dailies[s] = fuse.daily_mean_of_passes(sm).load()
         years = daily[dims.TIME].dt.year
         unseen = held | (years == settings.test_year)
         if truth_daily is not None:
@@ -875,7 +873,7 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
     if truth is not None and "fused" in products:
         # Discontinuities at hand-overs: the shift of the error (fused − truth), which removes
         # the natural change across the window that the raw shift in sm-fuse.json contains.
-        fz = fuse.daily_mean_of_passes(products["fused"]).load()
+        fz = dailies["fused"]
         tr = truth_daily.reindex_like(fz)
         both = fz.notnull() & tr.notnull()
         report["handovers_vs_truth"] = fuse.handover_diagnostics(fz.where(both),
@@ -884,14 +882,14 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
         # Fused vs each sensor on the same pixel-days (unseen): each sensor's own score covers
         # only its swaths and latitudes (TMI: ±38°), so the fused product is compared with it
         # where both exist; per-pixel median ubRMSD, as the report checks it.
-        fz = fuse.daily_mean_of_passes(products["fused"]).load()
+        fz = dailies["fused"]
         tr = truth_daily.reindex_like(fz)
         unseen = held | (fz[dims.TIME].dt.year == settings.test_year)
         common = {}
         for s in HARMONISED_SENSORS:
             if s not in products:
                 continue
-            one = fuse.daily_mean_of_passes(products[s]).load().reindex_like(fz)
+            one = dailies[s].reindex_like(fz)
             both = unseen & fz.notnull() & one.notnull() & tr.notnull()
             if not bool(both.any()):
                 continue
