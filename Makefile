@@ -37,8 +37,12 @@ demo: export JAX_COMPILATION_CACHE_MAX_SIZE ?= 1073741824
 demo: $(STAMP)
 	$(BIN)/tbcube demo --root $(DEMO_ROOT)
 
+# Two pytest processes (pytest-xdist): the suite's tests spend much of their time starting
+# processes and waiting on I/O, so two share the 2-core CI machine well (13.6 -> 9.9 min,
+# docs/testing.md). A whole file goes to one process, so module fixtures are built once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

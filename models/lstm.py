@@ -74,7 +74,7 @@ def init(config: LSTMConfig, seed: int) -> Params:
     """Initial parameters from an integer seed (pure dict pytree)."""
     model = SoilMoistureLSTM(config, rngs=nnx.Rngs(seed))
     _, params, _ = nnx.split(model, nnx.Param, ...)
-    return {"params": params.to_pure_dict()}
+    return {"params": nnx.to_pure_dict(params)}
 
 
 def _model(params: Params, config: LSTMConfig, *, train: bool, seed: int = 0
@@ -83,7 +83,7 @@ def _model(params: Params, config: LSTMConfig, *, train: bool, seed: int = 0
     # is traced once per config, so construction costs nothing per call.
     model = SoilMoistureLSTM(config, rngs=nnx.Rngs(seed))
     graphdef, p_state, rest = nnx.split(model, nnx.Param, ...)
-    p_state.replace_by_pure_dict(params["params"])
+    nnx.replace_by_pure_dict(p_state, params["params"])
     model = nnx.merge(graphdef, p_state, rest)
     if train:
         model.train()

@@ -10,7 +10,8 @@
    pixel-days per second and the largest |ΔP(thaw)| between the two products.
 2. **LSTM, through the Dask map.**  :func:`pipeline.apply.apply_sequence_model` over a dask
    array of raw-unit features (pixels × days × features, the harmonisation layout) with an
-   ``sm_lstm`` bundle, again on a GPU worker and on a CPU worker.
+   ``sm_lstm`` bundle, again on the GPU worker and on the CPU worker (each platform's local
+   cluster serves both steps: one worker start per platform).
 3. **Kernels.**  :func:`pipeline.bench.inference.bench_ft` / ``bench_lstm`` (jit apply on fixed
    batches) in this process, at the product batch (256) and a GPU-sized batch.
 
@@ -48,43 +49,40 @@ def _cluster(platform: str):
                                           jax_platform="gpu" if gpu else "cpu"))
 
 
-def _ft_end_to_end(root: str, platforms: list[str], epochs: int, log: Callable) -> dict:
+def _train_ft(root: str, epochs: int, max_steps: int | None, log: Callable):
+    from pipeline.graphs import freeze_thaw as g
+
+    t0 = time.perf_counter()
+    ref = g.train(root, g.TrainOptions(epochs=epochs, patience=epochs, max_steps=max_steps))
+    out: dict[str, Any] = {"train_s": round(time.perf_counter() - t0, 2), "model": ref.sha256}
+    log(f"ft: trained {epochs} epochs in {out['train_s']} s")
+    return ref, out
+
+
+def _ft_product(root: str, ref, client, platform: str, log: Callable):
+    """The ft-smap product on ``client``: (timings, P(thaw) values)."""
     from pipeline.graphs import freeze_thaw as g
     from pipeline.io import stores
     from pipeline.runner import placement
 
+    resources = placement.model_resources(client)
     t0 = time.perf_counter()
-    ref = g.train(root, g.TrainOptions(epochs=epochs, patience=epochs, max_steps=None))
-    out: dict[str, Any] = {"train_s": round(time.perf_counter() - t0, 2), "model": ref.sha256}
-    log(f"ft: trained {epochs} epochs in {out['train_s']} s")
-    probs = {}
-    for p in platforms:
-        with _cluster(p) as client:
-            resources = placement.model_resources(client)
-            t0 = time.perf_counter()
-            url = g.run(root, ref=ref, resources=resources)
-            wall = time.perf_counter() - t0
-        ds = stores.open_dataset(url)
-        n = int(np.prod([ds.sizes[d] for d in ("time", "pass", "y", "x")]))
-        probs[p] = ds["thaw_probability"].values
-        out[p] = {"wall_s": round(wall, 2), "pixel_days": n,
-                  "pixel_days_per_s": round(n / wall, 1), "resources": resources}
-        log(f"ft product on {p}: {wall:.1f} s, {n / wall:,.0f} pixel-days/s")
-    if len(probs) == 2:
-        a, b = probs.values()
-        out["max_abs_diff_p_thaw"] = float(np.nanmax(np.abs(a - b)))
-        out["same_nan_pattern"] = bool((np.isnan(a) == np.isnan(b)).all())
-    return out
+    url = g.run(root, ref=ref, resources=resources)
+    wall = time.perf_counter() - t0
+    ds = stores.open_dataset(url)
+    n = int(np.prod([ds.sizes[d] for d in ("time", "pass", "y", "x")]))
+    log(f"ft product on {platform}: {wall:.1f} s, {n / wall:,.0f} pixel-days/s")
+    return ({"wall_s": round(wall, 2), "pixel_days": n, "pixel_days_per_s": round(n / wall, 1),
+             "resources": resources}, ds["thaw_probability"].values)
 
 
-def _lstm_dask(work: str, platforms: list[str], n_pixels: int, n_days: int, log: Callable
-               ) -> dict:
+def _lstm_inputs(work: str, n_pixels: int, n_days: int):
+    """A random ``sm_lstm`` bundle, raw-unit features (lazy) and the eager reference block."""
     import dask.array as da
     import xarray as xr
 
     from pipeline import apply, dims
     from pipeline.io import stores
-    from pipeline.runner import placement
 
     n_feat, hidden = 36, 32
     stats = {"mean": [250.0] * n_feat, "std": [20.0] * n_feat}
@@ -96,28 +94,29 @@ def _lstm_dask(work: str, platforms: list[str], n_pixels: int, n_days: int, log:
     x = (250 + 20 * da.random.default_rng(0).standard_normal(
         (n_pixels, n_days, n_feat), chunks=(1024, -1, -1))).astype(np.float32)
     feats = xr.DataArray(x, dims=("pixel", dims.TIME, dims.FEATURE))
-    out: dict[str, Any] = {"n_pixels": n_pixels, "n_days": n_days, "n_features": n_feat,
-                           "hidden": hidden, "pixels_per_task": 1024}
+    meta: dict[str, Any] = {"n_pixels": n_pixels, "n_days": n_days, "n_features": n_feat,
+                            "hidden": hidden, "pixels_per_task": 1024}
     # Eager reference in this process (the same bridge function, no Dask) on the first pixels.
     ref_block = apply._run_block(x[:256].compute(), ref=ref, batch=256)
-    res = {}
-    for p in platforms:
-        with _cluster(p) as client:
-            resources = placement.model_resources(client)
-            y = apply.apply_sequence_model(feats, ref, resources=resources)
-            y.isel(pixel=slice(0, 1)).compute()  # warm-up: load + compile on the worker
-            t0 = time.perf_counter()
-            res[p] = y.compute().values
-            wall = time.perf_counter() - t0
-        n = n_pixels * n_days
-        out[p] = {"wall_s": round(wall, 2), "pixel_days_per_s": round(n / wall, 1),
-                  "resources": resources,
-                  "max_abs_diff_vs_eager": float(np.max(np.abs(res[p][:256] - ref_block)))}
-        log(f"lstm via dask on {p}: {wall:.1f} s, {n / wall:,.0f} pixel-days/s")
-    if len(res) == 2:
-        a, b = res.values()
-        out["max_abs_diff_sm"] = float(np.nanmax(np.abs(a - b)))
-    return out
+    return ref, feats, ref_block, meta
+
+
+def _lstm_map(ref, feats, ref_block, client, platform: str, log: Callable):
+    """The LSTM through the Dask map on ``client``: (timings, soil moisture values)."""
+    from pipeline import apply
+    from pipeline.runner import placement
+
+    resources = placement.model_resources(client)
+    y = apply.apply_sequence_model(feats, ref, resources=resources)
+    y.isel(pixel=slice(0, 1)).compute()  # warm-up: load + compile on the worker
+    t0 = time.perf_counter()
+    vals = y.compute().values
+    wall = time.perf_counter() - t0
+    n = feats.shape[0] * feats.shape[1]
+    log(f"lstm via dask on {platform}: {wall:.1f} s, {n / wall:,.0f} pixel-days/s")
+    return ({"wall_s": round(wall, 2), "pixel_days_per_s": round(n / wall, 1),
+             "resources": resources,
+             "max_abs_diff_vs_eager": float(np.max(np.abs(vals[:256] - ref_block)))}, vals)
 
 
 def _kernels(gpu: bool, n_pixels: int, log: Callable) -> dict:
@@ -141,6 +140,7 @@ class GpuBenchSettings:
     """Sizes of :func:`run` (defaults: about 3 minutes on one H200 plus 16 cores)."""
 
     ft_epochs: int = 3
+    ft_max_steps: int | None = None
     lstm_pixels: int = 16384
     lstm_days: int = 365
     kernel_pixels: int = 16384
@@ -162,9 +162,21 @@ def run(root: str, work: str, settings: GpuBenchSettings = GpuBenchSettings(),
     doc: dict[str, Any] = {"benchmark": "gpu", "gpu": why if gpu else None,
                            "gpu_note": None if gpu else why, "platforms": platforms,
                            "settings": dataclasses.asdict(settings)}
-    doc["ft_end_to_end"] = _ft_end_to_end(root, platforms, settings.ft_epochs, log)
-    doc["lstm_dask"] = _lstm_dask(work, platforms, settings.lstm_pixels, settings.lstm_days,
-                                  log)
+    ft_ref, ft = _train_ft(root, settings.ft_epochs, settings.ft_max_steps, log)
+    lstm_ref, feats, ref_block, lstm = _lstm_inputs(work, settings.lstm_pixels,
+                                                    settings.lstm_days)
+    probs, sm = {}, {}
+    for p in platforms:  # one worker per platform serves both the product and the LSTM map
+        with _cluster(p) as client:
+            ft[p], probs[p] = _ft_product(root, ft_ref, client, p, log)
+            lstm[p], sm[p] = _lstm_map(lstm_ref, feats, ref_block, client, p, log)
+    if len(platforms) == 2:
+        a, b = probs.values()
+        ft["max_abs_diff_p_thaw"] = float(np.nanmax(np.abs(a - b)))
+        ft["same_nan_pattern"] = bool((np.isnan(a) == np.isnan(b)).all())
+        a, b = sm.values()
+        lstm["max_abs_diff_sm"] = float(np.nanmax(np.abs(a - b)))
+    doc["ft_end_to_end"], doc["lstm_dask"] = ft, lstm
     doc["kernels"] = _kernels(gpu, settings.kernel_pixels, log)
     doc.update(environment())
     return doc

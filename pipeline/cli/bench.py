@@ -126,16 +126,20 @@ def all_cmd(out, warmup, repeats) -> None:
 @click.option("--root", required=True, metavar="DIR",
               help="Archive root (the tiny preset is simulated there when absent).")
 @click.option("--ft-epochs", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--ft-max-steps", type=click.IntRange(1), default=None,
+              help="Cap the autoencoder's optimiser steps (the check times inference, not "
+                   "training; a short model serves as well).")
 @click.option("--lstm-pixels", type=click.IntRange(1), default=16384, show_default=True)
 @click.option("--kernel-pixels", type=click.IntRange(1), default=16384, show_default=True)
-def gpu_cmd(out, root, ft_epochs, lstm_pixels, kernel_pixels) -> None:
+def gpu_cmd(out, root, ft_epochs, ft_max_steps, lstm_pixels, kernel_pixels) -> None:
     """Freeze/thaw product and LSTM Dask map on a GPU worker vs a CPU worker (needs JAX CUDA).
 
     Leave JAX_PLATFORMS unset (or 'cuda,cpu'); without a GPU only the CPU half runs.
     """
     from pipeline.bench import gpu
 
-    doc = gpu.run(root, out, gpu.GpuBenchSettings(ft_epochs=ft_epochs, lstm_pixels=lstm_pixels,
+    doc = gpu.run(root, out, gpu.GpuBenchSettings(ft_epochs=ft_epochs, ft_max_steps=ft_max_steps,
+                                                  lstm_pixels=lstm_pixels,
                                                   kernel_pixels=kernel_pixels),
                   log=echo_progress)
     click.echo(_write(out, "gpu", doc))
