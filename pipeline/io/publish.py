@@ -36,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import importlib
@@ -289,7 +290,16 @@ def publish_dataset(
     version = make_version(ds, record)
     url = version_url(root, product_id, version)
     out = ds.assign_attrs(prov.as_attrs(record, product_id=product_id, version=version))
-    stores.write_dataset(out, url, storage_options=storage_options, chunks=chunks, mode="w-")
+    existed = stores.exists(url, storage_options)
+    try:
+        stores.write_dataset(out, url, storage_options=storage_options, chunks=chunks, mode="w-")
+    except BaseException:
+        # a failed compute (corrupt input chunk, lost worker, Ctrl-C) leaves no unfinished
+        # version behind; readers never saw it (no pointer switch), and now neither does `ls`
+        if not existed:
+            with contextlib.suppress(Exception):
+                remove(url, storage_options)
+        raise
     return complete_version(root, product_id, version, spec=spec,
                             storage_options=storage_options, provenance=record, keep=keep)
 

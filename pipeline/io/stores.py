@@ -34,6 +34,10 @@ import numpy as np
 import xarray as xr
 
 from pipeline import errors
+from pipeline.io import chunks
+
+# a chunk that does not decode names its store, variable and chunk (pipeline/io/chunks.py)
+chunks.install()
 
 ZARR_FORMAT = 3
 """Default Zarr format for new stores (docs/data-contract.md); 2 is supported on request."""
