@@ -295,3 +295,26 @@ def test_teff_offset_acts_in_the_emission_model_only(sm_archive):
                                shifted[dims.SOIL_MOISTURE].where(both).values, atol=1e-6)
     # a warmer T_eff means a lower emissivity for the same TB: wetter soil
     assert float((sm_off - sm_plain).where(both).mean()) > 0.005
+
+
+def test_cli_names_the_store_without_the_h_channel(sm_archive, tmp_path, capsys):
+    """A SMAP TB store lacking 1.41 GHz H: one line naming the store, nothing published."""
+    import shutil
+    from pathlib import Path
+
+    from pipeline.cli import main
+    from pipeline.io import stores
+
+    root = str(tmp_path / "archive")
+    shutil.copytree(sm_archive[0], root)
+    shutil.rmtree(Path(root) / "products", ignore_errors=True)
+    url = stores.tb_url(root, "smap")
+    tb = stores.open_dataset(url).load()
+    shutil.rmtree(url)
+    stores.write_dataset(tb.sel(channel=["1.41V"]), url)
+    with pytest.raises(SystemExit) as e:
+        main(["sm", "retrieve", "--root", root])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: {url}: variable 'tb' has no 1.41 GHz H channel"
+    assert not (Path(root) / "products").exists()

@@ -253,8 +253,8 @@ def fit(root: str, settings: FitSettings = FitSettings(), *,
                                                        {settings.reference, "smap"})}
     for src, dst in hops:
         progress(f"fitting {src} → {dst}")
-        a = stores.open_dataset(stores.tb_url(root, src), storage_options=storage_options)
-        b = stores.open_dataset(stores.tb_url(root, dst), storage_options=storage_options)
+        a = stores.open_tb(stores.tb_url(root, src), storage_options=storage_options)
+        b = stores.open_tb(stores.tb_url(root, dst), storage_options=storage_options)
         coeffs, diag = fit_edge(a, b, static, src, dst, settings)
         url = coefficients_url(root, src, dst)
         stores.write_dataset(_encodable(coeffs), url, storage_options=storage_options)
@@ -351,13 +351,13 @@ def apply(root: str, settings: FitSettings = FitSettings(), *,
             raise errors.StoreNotFound(f"{root}: coefficients missing for {sensor} ({hops}); "
                                     "rerun `tbcube calibrate fit`")
         progress(f"calibrating {sensor} via {'/'.join(b for _, b in hops)}")
-        tb = stores.open_dataset(stores.tb_url(root, sensor), storage_options=storage_options)
+        tb = stores.open_tb(stores.tb_url(root, sensor), storage_options=storage_options)
         out = apply_chain(tb, hops, coeffs)
         url = stores.calibrated_url(root, sensor)
         stores.write_dataset(out, url, storage_options=storage_options)
         written[sensor] = url
     ref = settings.reference
-    tb = stores.open_dataset(stores.tb_url(root, ref), storage_options=storage_options)
+    tb = stores.open_tb(stores.tb_url(root, ref), storage_options=storage_options)
     url = stores.calibrated_url(root, ref)
     stores.write_dataset(tb.assign_attrs(calibrated_to=ref, calibration_chain=ref), url,
                          storage_options=storage_options)

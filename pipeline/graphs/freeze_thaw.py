@@ -99,7 +99,7 @@ def product_id(grid: str) -> str:
 
 def _open_inputs(root: str, storage_options=None, *, truth_required: bool = True):
     tb_url = stores.tb_url(root, SENSOR)
-    tb = stores.open_dataset(tb_url, storage_options=storage_options)
+    tb = stores.open_tb(tb_url, storage_options=storage_options)
     grid_name = tb.attrs.get("grid")
     if not grid_name:
         raise errors.SchemaError(f"{tb_url}: attr 'grid' missing")
@@ -530,7 +530,7 @@ def validate(root: str, *, network: str = NETWORK, years: tuple[int, ...] | None
     """
     from pipeline import sensors
 
-    tb = stores.open_dataset(stores.tb_url(root, SENSOR), storage_options=storage_options)
+    tb = stores.open_tb(stores.tb_url(root, SENSOR), storage_options=storage_options)
     grid_name = tb.attrs["grid"]
     pid = product_id(grid_name)
     product = publish.open_product(root, pid, storage_options=storage_options)

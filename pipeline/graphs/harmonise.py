@@ -124,7 +124,7 @@ def _static(root: str, storage_options) -> xr.Dataset:
 
 def _calibrated(root: str, sensor: str, storage_options) -> xr.Dataset | None:
     u = stores.calibrated_url(root, sensor)
-    return stores.open_dataset(u, storage_options=storage_options) if stores.exists(
+    return stores.open_tb(u, storage_options=storage_options) if stores.exists(
         u, storage_options) else None
 
 

@@ -85,7 +85,7 @@ def open_inputs(root: str, storage_options=None) -> dict:
     input).
     """
     tb_url = stores.tb_url(root, SENSOR)
-    tb = stores.open_dataset(tb_url, storage_options=storage_options)
+    tb = stores.open_tb(tb_url, storage_options=storage_options)
     grid_name = tb.attrs.get("grid")
     if not grid_name:
         raise errors.SchemaError(f"{tb_url}: attr 'grid' missing")
@@ -97,7 +97,9 @@ def open_inputs(root: str, storage_options=None) -> dict:
                                  storage_options=storage_options).load()
     out = {"tb": tb, "static": static, "grid": grid_name, "surface_temperature": None,
            "temperature_source": None, "snow_water_equivalent": None, "ft_state": None,
-           "truth": None}
+           "truth": None,
+           # the stores behind "tb" and "static", named in the stage's input errors
+           "urls": {"tb": tb_url, "static": stores.static_url(root, grid_name)}}
     t_url = stores.truth_url(root, grid_name)
     if stores.exists(t_url, storage_options):
         out["truth"] = stores.open_dataset(t_url, storage_options=storage_options)
@@ -143,11 +145,19 @@ def build_product(inputs: dict, params: soil_moisture.RetrievalParams, *,
 
     ``resources``: Dask resource annotation of the retrieval kernel tasks (see :func:`retrieve`).
     """
-    return retrieve(
-        inputs["tb"], inputs["static"], ft_state=inputs["ft_state"],
-        surface_temperature=inputs["surface_temperature"],
-        snow_water_equivalent=inputs["snow_water_equivalent"], params=params,
-        resources=resources)
+    try:
+        return retrieve(
+            inputs["tb"], inputs["static"], ft_state=inputs["ft_state"],
+            surface_temperature=inputs["surface_temperature"],
+            snow_water_equivalent=inputs["snow_water_equivalent"], params=params,
+            resources=resources)
+    except errors.InputDataError as e:
+        # The stage sees datasets and names them "tb: …" / "static: …"; name the store instead.
+        head, sep, rest = str(e).partition(": ")
+        url = inputs.get("urls", {}).get(head)
+        if not (sep and url):
+            raise
+        raise errors.InputDataError(f"{url}: {rest}") from None
 
 
 def _score(est: xr.DataArray, ref: xr.DataArray, sel: xr.DataArray) -> dict:

@@ -480,6 +480,37 @@ def open_dataset(
     return _fixed_width_strings(ds)
 
 
+TB_DIMS = ("time", "pass", "channel", "y", "x")
+
+
+def open_tb(
+    url: str, *, storage_options: Mapping[str, Any] | None = None
+) -> xr.Dataset:
+    """Open a TB store (``tb/`` or ``calibrated/{sensor}.zarr``) and check what every stage relies
+    on before any value is read: variable ``tb`` with dims ``(time, pass, channel, y, x)`` in
+    kelvin, and attr ``grid`` (docs/data-contract.md).  The full contract is checked where
+    stores are written (ingest, simulator, calibration).
+
+    Raises:
+      errors.InputDataError: ``"{url}: variable 'tb' units 'degC', expected 'K'"`` etc.
+      errors.StoreNotFound, errors.AccessDenied, errors.StoreError: as :func:`open_dataset`.
+    """
+    ds = open_dataset(url, storage_options=storage_options)
+    where = _safe_url(url)
+    if "tb" not in ds.data_vars:
+        raise errors.InputDataError(f"{where}: variable 'tb' missing (data-contract.md)")
+    units = ds["tb"].attrs.get("units")
+    if units != "K":
+        raise errors.InputDataError(
+            f"{where}: variable 'tb' units {units!r}, expected 'K' (data-contract.md)")
+    if tuple(ds["tb"].dims) != TB_DIMS:
+        raise errors.InputDataError(
+            f"{where}: variable 'tb' dims {tuple(ds['tb'].dims)}, expected {TB_DIMS}")
+    if not ds.attrs.get("grid"):
+        raise errors.InputDataError(f"{where}: attr 'grid' missing (data-contract.md)")
+    return ds
+
+
 # Non-index coordinates up to this size are loaded at open (lat/lon of an M09 global grid is
 # 2 x 50 MB).  Lazy ones are compared by computing them on every binary operation between two
 # arrays opened from different stores (xarray's coordinate merge): 70 small computes, 9 s of a

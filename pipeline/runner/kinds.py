@@ -113,7 +113,7 @@ class FreezeThawJob(_PixelwiseJob):
     def _opened(self) -> tuple[xr.Dataset, xr.Dataset | None, xr.Dataset | None]:
         # Opened once per job instance (one run): lazy stores, static layers loaded (small).
         so = self.storage_options
-        tb = stores.open_dataset(stores.tb_url(self.root, "smap"), storage_options=so)
+        tb = stores.open_tb(stores.tb_url(self.root, "smap"), storage_options=so)
         grid = str(tb.attrs.get("grid", ""))
         if self._graph.product_id(grid) != self.product_id:
             raise errors.ConfigError(

@@ -121,7 +121,7 @@ class HarmonisedJob(_PixelwiseJob):
         if not stores.exists(url, so):
             raise errors.StoreNotFound(f"{url}: no calibrated {self.sensor} TB; run "
                                        "`tbcube calibrate apply` first")
-        cal = stores.open_dataset(url, storage_options=so)
+        cal = stores.open_tb(url, storage_options=so)
         grid_name = str(cal.attrs.get("grid", ""))
         expected = harmonise.product_id(self.sensor, grid_name)
         if expected != self.product_id:

@@ -366,3 +366,52 @@ def test_storage_options_from_the_run_config_section(clean_env):
     assert "config-secret-value" not in repr(opts)
     assert stores.storage_options_for("s3://b/x", config.StorageSection(anon=True)) == {
         "anon": True}
+
+
+def _tb5(**attrs) -> xr.Dataset:
+    """A TB store in the contract's layout (time, pass, channel, y, x)."""
+    ds = grid.grid_coords("M36", grid.Window(100, 102, 300, 303))
+    ds = ds.assign_coords(time=np.array(["2015-04-01", "2015-04-02"], "datetime64[ns]"),
+                          **{"pass": ["am", "pm"], "channel": ["1.41V", "1.41H"]})
+    ds["tb"] = (("time", "pass", "channel", "y", "x"), np.full((2, 2, 2, 2, 3), 250, np.float32),
+                {"units": "K", "grid_mapping": "crs", **attrs})
+    return ds.assign_attrs(grid="M36")
+
+
+@pytest.mark.parametrize(("mutate", "problem"), [
+    (lambda ds: ds.assign(tb=ds.tb.assign_attrs(units="degC")),
+     "variable 'tb' units 'degC', expected 'K'"),
+    (lambda ds: ds.assign(tb=ds.tb.assign_attrs(units="K").transpose("time", "channel", "pass",
+                                                                        "y", "x")),
+     "variable 'tb' dims ('time', 'channel', 'pass', 'y', 'x'), expected"),
+    (lambda ds: ds.rename(tb="tbs"), "variable 'tb' missing"),
+    (lambda ds: ds.assign_attrs(grid=""), "attr 'grid' missing"),
+])
+def test_open_tb_refuses_what_every_stage_relies_on(tmp_path, mutate, problem):
+    url = stores.write_dataset(_tb5(), str(tmp_path / "ok.zarr"))
+    assert stores.open_tb(url)["tb"].dims == stores.TB_DIMS
+    bad = stores.write_dataset(mutate(_tb5()), str(tmp_path / "bad.zarr"))
+    with pytest.raises(errors.InputDataError) as e:
+        stores.open_tb(bad)
+    assert str(e.value).startswith(f"{bad}: {problem}") and "\n" not in str(e.value)
+
+
+def test_cli_refuses_tb_in_the_wrong_units(sim_tiny, tmp_path, capsys):
+    """`calibrate fit` on a GMI store that declares °C: one line naming store and variable."""
+    import shutil
+
+    import zarr
+
+    from pipeline.cli import main
+
+    root = str(tmp_path / "archive")
+    shutil.copytree(sim_tiny, root)
+    url = stores.tb_url(root, "gmi")
+    zarr.open_group(url, mode="r+")["tb"].attrs["units"] = "degC"
+    zarr.consolidate_metadata(url)
+    with pytest.raises(SystemExit) as e:
+        main(["calibrate", "fit", "--root", root])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: {url}: variable 'tb' units 'degC', expected 'K' (data-contract.md)"
+    assert not (tmp_path / "archive" / "calibration").exists()
