@@ -24,8 +24,8 @@ def test_bench_gpu_cpu_half_matches_eager_and_product_size(sim_tiny, tmp_path):
     shutil.copytree(sim_tiny, root)  # the command trains and publishes into the root
     out = tmp_path / "bench"
     res = CliRunner().invoke(cli, ["bench", "gpu", "--root", root, "--out", str(out),
-                                    "--ft-epochs", "1", "--ft-max-steps", "20", "--lstm-pixels", "300",
-                                    "--kernel-pixels", "256"])
+                                    "--ft-epochs", "1", "--ft-max-steps", "20",
+                                    "--lstm-pixels", "300", "--kernel-pixels", "256"])
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "bench-gpu.json").read_text())
     assert doc["gpu"] is None and "GPU" in doc["gpu_note"]
