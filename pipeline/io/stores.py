@@ -481,6 +481,9 @@ def open_dataset(
 
 
 TB_DIMS = ("time", "pass", "channel", "y", "x")
+# Physically possible TB [K] (the data contract's sanity bound). Values outside it are fill
+# values or corruption, never a scene: open_tb screens them to NaN and flags the pixel.
+TB_POSSIBLE_K = (0.0, 400.0)
 
 
 def open_tb(
@@ -489,7 +492,8 @@ def open_tb(
     """Open a TB store (``tb/`` or ``calibrated/{sensor}.zarr``) and check what every stage relies
     on before any value is read: variable ``tb`` with dims ``(time, pass, channel, y, x)`` in
     kelvin, and attr ``grid`` (docs/data-contract.md).  The full contract is checked where
-    stores are written (ingest, simulator, calibration).
+    stores are written (ingest, simulator, calibration).  Impossible TB values are screened
+    per pixel (:func:`screen_tb`).
 
     Raises:
       errors.InputDataError: ``"{url}: variable 'tb' units 'degC', expected 'K'"`` etc.
@@ -508,7 +512,29 @@ def open_tb(
             f"{where}: variable 'tb' dims {tuple(ds['tb'].dims)}, expected {TB_DIMS}")
     if not ds.attrs.get("grid"):
         raise errors.InputDataError(f"{where}: attr 'grid' missing (data-contract.md)")
-    return ds
+    return screen_tb(ds)
+
+
+def screen_tb(ds: xr.Dataset) -> xr.Dataset:
+    """TB outside :data:`TB_POSSIBLE_K` (undeclared fill values such as −9999 or 65535, ±inf)
+    becomes NaN, and the pixel's ``quality_flag`` gets ``OUT_OF_RANGE_TB`` (lazy; values
+    inside the bound are untouched, so a clean store reads back unchanged)."""
+    from pipeline import qc
+
+    tb = ds["tb"]
+    lo, hi = TB_POSSIBLE_K
+    bad = (tb < lo) | (tb > hi) | np.isinf(tb)
+    screened = tb.where(~bad)
+    screened.attrs = dict(tb.attrs)
+    out = ds.assign(tb=screened)
+    if "quality_flag" in ds:
+        q = ds["quality_flag"]
+        bit = np.array(int(qc.QC.OUT_OF_RANGE_TB), dtype=q.dtype)
+        flagged = (q | bad.any("channel").astype(q.dtype) * bit).astype(q.dtype)
+        flagged = flagged.transpose(*q.dims)
+        flagged.attrs = dict(q.attrs)
+        out["quality_flag"] = flagged
+    return out
 
 
 # Non-index coordinates up to this size are loaded at open (lat/lon of an M09 global grid is

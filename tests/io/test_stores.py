@@ -415,3 +415,56 @@ def test_cli_refuses_tb_in_the_wrong_units(sim_tiny, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"error: {url}: variable 'tb' units 'degC', expected 'K' (data-contract.md)"
     assert not (tmp_path / "archive" / "calibration").exists()
+
+
+def test_impossible_tb_is_screened_and_flagged(tmp_path):
+    """Undeclared fill values (−9999, 65535) and ±inf: NaN and OUT_OF_RANGE_TB on the pixel;
+    a clean store reads back unchanged."""
+    from pipeline import qc
+
+    ds = _tb5()
+    ds["quality_flag"] = (("time", "pass", "y", "x"), np.zeros((2, 2, 2, 3), np.uint16),
+                          {"units": "1"})
+    clean = stores.write_dataset(ds, str(tmp_path / "clean.zarr"))
+    xr.testing.assert_identical(stores.open_tb(clean).load(), stores.open_dataset(clean).load())
+    tb = ds["tb"].values.copy()
+    tb[0, 1, 0, 1, 2] = -9999.0
+    tb[1, 0, 1, 0, 0] = 65535.0
+    tb[1, 1, 1, 1, 1] = np.inf
+    ds["tb"].values[:] = tb
+    got = stores.open_tb(stores.write_dataset(ds, str(tmp_path / "fill.zarr"))).load()
+    bad = ~np.isfinite(tb) | (tb < 0) | (tb > 400)
+    np.testing.assert_array_equal(np.isnan(got["tb"].values), bad)
+    np.testing.assert_array_equal(got["tb"].values[~bad], tb[~bad])
+    flagged = (got["quality_flag"].values & int(qc.QC.OUT_OF_RANGE_TB)) > 0
+    np.testing.assert_array_equal(flagged, bad.any(axis=2))
+    assert got["tb"].attrs["units"] == "K" and got["quality_flag"].dtype == np.uint16
+
+
+@pytest.mark.slow
+def test_fill_values_do_not_move_the_calibration(sim_tiny, tmp_path):
+    """2 % of AMSR2's TB replaced by an undeclared −9999: the fit is the clean one (it chose a
+    CDF match by land cover with 0.5 K residual bias before the screen)."""
+    import shutil
+
+    from pipeline.graphs import calibration
+
+    fits = {}
+    for case in ("clean", "fill"):
+        root = str(tmp_path / case)
+        shutil.copytree(sim_tiny, root)
+        if case == "fill":
+            url = stores.tb_url(root, "amsr2")
+            ds = stores.open_dataset(url).load()
+            flat = ds["tb"].values.reshape(-1)
+            flat[np.flatnonzero(np.isfinite(flat))[::50]] = -9999.0
+            shutil.rmtree(url)
+            stores.write_dataset(ds, url)
+        fits[case] = {(h["source"], h["reference"]): h for h in calibration.fit(root)["hops"]}
+    for hop, clean in fits["clean"].items():
+        fill = fits["fill"][hop]
+        assert (fill["method"], fill["granularity"]) == (clean["method"], clean["granularity"])
+        for ch, c in clean["channels"].items():
+            f = fill["channels"][ch]
+            assert abs(f["median_bias_after_K"] - c["median_bias_after_K"]) < 0.05, (hop, ch)
+            assert abs(f["rms_before_K"] - c["rms_before_K"]) < 0.1, (hop, ch)
