@@ -294,12 +294,34 @@ def smooth_vod(vod: xr.DataArray, window_days: int) -> xr.DataArray:
     return v.copy(data=out)
 
 
-def _aligned(da: xr.DataArray, like: xr.DataArray, name: str) -> xr.DataArray:
-    """``da`` on ``like``'s time/pass labels (missing → NaN); y/x must match in size."""
+# Grid coordinates [m] of two stores on the same cells agree to far better than this.
+SAME_CELL_TOLERANCE_M = 1.0
+
+
+def _same_cells(obj: xr.DataArray | xr.Dataset, like: xr.DataArray, name: str) -> None:
+    """``obj``'s y/x are ``like``'s cells: same sizes and, where both have coordinates, the same
+    coordinates (a window of the same size elsewhere on the grid would otherwise be aligned
+    silently by position)."""
     for d in (dims.Y, dims.X):
-        if d in da.dims and da.sizes[d] != like.sizes[d]:
+        if d not in obj.dims:
+            continue
+        if obj.sizes[d] != like.sizes[d]:
             raise errors.InputDataError(
-                f"{name}: dim '{d}' has {da.sizes[d]} cells, tb has {like.sizes[d]}")
+                f"{name}: dim '{d}' has {obj.sizes[d]} cells, tb has {like.sizes[d]}")
+        if d in obj.coords and d in like.coords:
+            a = np.asarray(obj[d].values, np.float64)
+            b = np.asarray(like[d].values, np.float64)
+            off = np.flatnonzero(~(np.abs(a - b) <= SAME_CELL_TOLERANCE_M))
+            if off.size:
+                i = int(off[0])
+                raise errors.InputDataError(
+                    f"{name}: dim '{d}' coordinates differ from tb's ({d}[{i}] = {a[i]:.1f} m, "
+                    f"tb has {b[i]:.1f} m): another grid or window")
+
+
+def _aligned(da: xr.DataArray, like: xr.DataArray, name: str) -> xr.DataArray:
+    """``da`` on ``like``'s time/pass labels (missing → NaN); y/x must be ``like``'s cells."""
+    _same_cells(da, like, name)
     index = {d: like[d] for d in (dims.TIME, dims.PASS) if d in da.dims and d in like.coords}
     out = da.reset_coords(drop=True)
     out = out.reindex(index) if index else out
@@ -385,6 +407,7 @@ def retrieve_smap(
         if static.sizes.get(d) != tb.sizes[d]:
             raise errors.InputDataError(
                 f"static: dim '{d}' has {static.sizes.get(d)} cells, tb has {tb.sizes[d]}")
+    _same_cells(static, tb[dims.TB], "static")
     static = static.reset_coords(drop=True).assign_coords({d: tb[d] for d in (dims.Y, dims.X)})
     incidence = float(tb.attrs.get("incidence_angle_deg", 40.0))
 

@@ -318,3 +318,27 @@ def test_cli_names_the_store_without_the_h_channel(sm_archive, tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"error: {url}: variable 'tb' has no 1.41 GHz H channel"
     assert not (Path(root) / "products").exists()
+
+
+def test_static_layers_of_another_window_are_refused(sm_archive, tmp_path, capsys):
+    """A static store of the same size but one column east: refused, not aligned by position."""
+    import shutil
+    from pathlib import Path
+
+    from pipeline.cli import main
+    from pipeline.io import stores
+
+    root = str(tmp_path / "archive")
+    shutil.copytree(sm_archive[0], root)
+    shutil.rmtree(Path(root) / "products", ignore_errors=True)
+    url = stores.static_url(root, "M36")
+    static = stores.open_dataset(url).load()
+    shutil.rmtree(url)
+    stores.write_dataset(static.assign_coords(x=static["x"] + 36032.22), url)
+    with pytest.raises(SystemExit) as e:
+        main(["sm", "retrieve", "--root", root])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {url}: dim 'x' coordinates differ from tb's (x[0] = ")
+    assert err.endswith("m): another grid or window")
+    assert not (Path(root) / "products").exists()
