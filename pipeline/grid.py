@@ -374,3 +374,30 @@ def bin_to_grid(
     if squeeze:
         return mean[..., 0], count[..., 0]
     return mean, count
+
+
+# Grid coordinates [m] of two stores on the same cells agree to far better than this.
+SAME_CELL_TOLERANCE_M = 1.0
+
+
+def cells_mismatch(a: xr.Dataset | xr.DataArray, b: xr.Dataset | xr.DataArray) -> str | None:
+    """Why ``a`` is not on ``b``'s cells (``"dim 'x' has 3 cells, the other store 4"``, ``"dim
+    'x' coordinates differ (x[0] = … m, … m in the other store): …"``), or None when it is.
+    Compares the y/x sizes and, where both have them, the projected coordinates (within
+    :data:`SAME_CELL_TOLERANCE_M`):
+    a window of the same size elsewhere on the grid would otherwise align by position."""
+    for d in (dims.Y, dims.X):
+        if d not in a.dims or d not in b.dims:
+            continue
+        if a.sizes[d] != b.sizes[d]:
+            return f"dim '{d}' has {a.sizes[d]} cells, the other store {b.sizes[d]}"
+        if d in a.coords and d in b.coords:
+            va = np.asarray(a[d].values, np.float64)
+            vb = np.asarray(b[d].values, np.float64)
+            off = np.flatnonzero(~(np.abs(va - vb) <= SAME_CELL_TOLERANCE_M))
+            if off.size:
+                i = int(off[0])
+                return (f"dim '{d}' coordinates differ ({d}[{i}] = {va[i]:.1f} m, "
+                        f"{vb[i]:.1f} m in the other store): another grid or window")
+    return None
+

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-from pipeline import dims, errors, qc
+from pipeline import dims, errors, grid, qc
 
 __all__ = [
     "DEFAULT_LANDCOVER_PARAMS",
@@ -294,29 +294,15 @@ def smooth_vod(vod: xr.DataArray, window_days: int) -> xr.DataArray:
     return v.copy(data=out)
 
 
-# Grid coordinates [m] of two stores on the same cells agree to far better than this.
-SAME_CELL_TOLERANCE_M = 1.0
-
-
 def _same_cells(obj: xr.DataArray | xr.Dataset, like: xr.DataArray, name: str) -> None:
-    """``obj``'s y/x are ``like``'s cells: same sizes and, where both have coordinates, the same
-    coordinates (a window of the same size elsewhere on the grid would otherwise be aligned
-    silently by position)."""
+    """``obj``'s y/x are ``like``'s cells (:func:`pipeline.grid.cells_mismatch`)."""
     for d in (dims.Y, dims.X):
-        if d not in obj.dims:
-            continue
-        if obj.sizes[d] != like.sizes[d]:
+        if d in obj.dims and obj.sizes[d] != like.sizes[d]:
             raise errors.InputDataError(
                 f"{name}: dim '{d}' has {obj.sizes[d]} cells, tb has {like.sizes[d]}")
-        if d in obj.coords and d in like.coords:
-            a = np.asarray(obj[d].values, np.float64)
-            b = np.asarray(like[d].values, np.float64)
-            off = np.flatnonzero(~(np.abs(a - b) <= SAME_CELL_TOLERANCE_M))
-            if off.size:
-                i = int(off[0])
-                raise errors.InputDataError(
-                    f"{name}: dim '{d}' coordinates differ from tb's ({d}[{i}] = {a[i]:.1f} m, "
-                    f"tb has {b[i]:.1f} m): another grid or window")
+    problem = grid.cells_mismatch(obj, like)
+    if problem:
+        raise errors.InputDataError(f"{name}: {problem.replace('the other store', 'tb')}")
 
 
 def _aligned(da: xr.DataArray, like: xr.DataArray, name: str) -> xr.DataArray:

@@ -314,3 +314,15 @@ def test_bin_to_grid_against_hand_computation():
     assert m1[0, 0] == pytest.approx((250 * 1 + 260 * 3) / 4)
     assert c1[0, 0] == 2  # zero weight excludes the observation
     assert np.isnan(m1[0, 1]) and c1[0, 1] == 0
+
+
+def test_cells_mismatch_names_the_dim_and_the_first_differing_cell():
+    a = grid.grid_coords("M36", grid.Window(100, 103, 300, 304))
+    assert grid.cells_mismatch(a, a.copy()) is None
+    assert grid.cells_mismatch(a, grid.grid_coords("M36", grid.Window(100, 103, 300, 305))) == \
+        "dim 'x' has 4 cells, the other store 5"
+    moved = grid.grid_coords("M36", grid.Window(101, 104, 300, 304))
+    msg = grid.cells_mismatch(a, moved)
+    assert msg.startswith("dim 'y' coordinates differ (y[0] = ") and "another grid" in msg
+    # float32-stored coordinates of the same cells still match (within 1 m)
+    assert grid.cells_mismatch(a.assign_coords(x=a["x"].astype("float32")), a) is None

@@ -339,6 +339,6 @@ def test_static_layers_of_another_window_are_refused(sm_archive, tmp_path, capsy
         main(["sm", "retrieve", "--root", root])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"error: {url}: dim 'x' coordinates differ from tb's (x[0] = ")
-    assert err.endswith("m): another grid or window")
+    assert err.startswith(f"error: {url}: dim 'x' coordinates differ (x[0] = ")
+    assert err.endswith(" m in tb): another grid or window")
     assert not (Path(root) / "products").exists()
