@@ -339,6 +339,21 @@ def test_static_layers_of_another_window_are_refused(sm_archive, tmp_path, capsy
         main(["sm", "retrieve", "--root", root])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"error: {url}: dim 'x' coordinates differ (x[0] = ")
-    assert err.endswith(" m in tb): another grid or window")
+    assert err.startswith(f"error: {url}: not on the cells of the TB store: dim 'x' "
+                          "coordinates differ (x[0] = ")
+    assert err.endswith(" m in the other store): another grid or window")
     assert not (Path(root) / "products").exists()
+
+
+def test_the_stage_itself_refuses_static_layers_of_other_cells(sm_archive):
+    """The science stage checks too (callers that build inputs by hand, e.g. notebooks)."""
+    from pipeline import errors
+    from pipeline.graphs import retrieval
+
+    root, data = sm_archive
+    inputs = retrieval.open_inputs(root)
+    static = inputs["static"].assign_coords(x=inputs["static"]["x"] + 36032.22)
+    with pytest.raises(errors.InputDataError, match=r"^static: dim 'x' coordinates differ "
+                                                    r"\(x\[0\] = .* m in tb\): another grid"):
+        retrieval.retrieve(inputs["tb"], static,
+                           surface_temperature=inputs["surface_temperature"])

@@ -104,12 +104,12 @@ def _open_inputs(root: str, storage_options=None, *, truth_required: bool = True
     if not grid_name:
         raise errors.SchemaError(f"{tb_url}: attr 'grid' missing")
     tb = tb.chunk(dims.pencil(dict(tb.sizes)))
-    static = stores.open_dataset(stores.static_url(root, grid_name),
-                                 storage_options=storage_options).load()
+    static = stores.open_on_cells(stores.static_url(root, grid_name), tb,
+                                  storage_options=storage_options).load()
     truth = None
     t_url = stores.truth_url(root, grid_name)
     if truth_required or stores.exists(t_url, storage_options):
-        truth = stores.open_dataset(t_url, storage_options=storage_options)
+        truth = stores.open_on_cells(t_url, tb, storage_options=storage_options)
     return tb, static, truth, grid_name
 
 

@@ -93,8 +93,8 @@ def open_inputs(root: str, storage_options=None) -> dict:
     tb = stores.chunk_variables(tb, {dims.TIME: compute_time_chunk(sizes), dims.PASS: -1,
                                      dims.CHANNEL: -1, dims.Y: min(SPATIAL_TILE, sizes[dims.Y]),
                                      dims.X: min(SPATIAL_TILE, sizes[dims.X])})
-    static = stores.open_dataset(stores.static_url(root, grid_name),
-                                 storage_options=storage_options).load()
+    static = stores.open_on_cells(stores.static_url(root, grid_name), tb,
+                                  storage_options=storage_options).load()
     out = {"tb": tb, "static": static, "grid": grid_name, "surface_temperature": None,
            "temperature_source": None, "snow_water_equivalent": None, "ft_state": None,
            "truth": None,
@@ -102,12 +102,12 @@ def open_inputs(root: str, storage_options=None) -> dict:
            "urls": {"tb": tb_url, "static": stores.static_url(root, grid_name)}}
     t_url = stores.truth_url(root, grid_name)
     if stores.exists(t_url, storage_options):
-        out["truth"] = stores.open_dataset(t_url, storage_options=storage_options)
+        out["truth"] = stores.open_on_cells(t_url, tb, storage_options=storage_options)
     # The effective temperature and snow come from a reanalysis-like ancillary store (the
     # simulator writes truth degraded by realistic model errors), never from truth/.
     a_url = stores.ancillary_url(root, grid_name)
     if stores.exists(a_url, storage_options):
-        anc = stores.open_dataset(a_url, storage_options=storage_options)
+        anc = stores.open_on_cells(a_url, tb, storage_options=storage_options)
         # ``pass`` is a core dim of the kernel: one chunk (the store may split it).
         anc = stores.chunk_variables(anc, {d: -1 for d in (dims.PASS,) if d in anc.dims})
         teff = soil_moisture.reanalysis_temperature(anc)

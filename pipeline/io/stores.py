@@ -515,6 +515,26 @@ def open_tb(
     return screen_tb(ds)
 
 
+def open_on_cells(
+    url: str, like: xr.Dataset, *, storage_options: Mapping[str, Any] | None = None,
+    what: str = "the TB store",
+) -> xr.Dataset:
+    """Open a store that must be on ``like``'s grid cells (static layers, truth, ancillary).
+
+    Raises:
+      errors.InputDataError: ``"{url}: not on the cells of the TB store: dim 'y' coordinates
+        differ (…)"`` (:func:`pipeline.grid.cells_mismatch`): a window of the same size
+        elsewhere would otherwise align by position.
+    """
+    from pipeline import grid
+
+    ds = open_dataset(url, storage_options=storage_options)
+    problem = grid.cells_mismatch(ds, like)
+    if problem:
+        raise errors.InputDataError(f"{_safe_url(url)}: not on the cells of {what}: {problem}")
+    return ds
+
+
 def screen_tb(ds: xr.Dataset) -> xr.Dataset:
     """TB outside :data:`TB_POSSIBLE_K` (undeclared fill values such as −9999 or 65535, ±inf)
     becomes NaN, and the pixel's ``quality_flag`` gets ``OUT_OF_RANGE_TB`` (lazy; values
