@@ -125,11 +125,12 @@ class FreezeThawJob(_PixelwiseJob):
         tb = tb.chunk(dims.pencil(dict(tb.sizes), self.tile))
         static = None
         if stores.exists(stores.static_url(self.root, grid), so):
-            static = stores.open_dataset(stores.static_url(self.root, grid),
-                                         storage_options=so).load()
+            static = stores.open_on_cells(stores.static_url(self.root, grid), tb,
+                                          storage_options=so).load()
         truth = None
         if self._options().windows.method == "temperature":
-            truth = stores.open_dataset(stores.truth_url(self.root, grid), storage_options=so)
+            truth = stores.open_on_cells(stores.truth_url(self.root, grid), tb,
+                                         storage_options=so)
             if self.time_range is not None:
                 truth = truth.sel({dims.TIME: slice(*self.time_range)})
         return tb, static, truth
