@@ -336,7 +336,10 @@ def retrieval_quality_flags(
     flags = _bit(~observed, qc.QC.INSUFFICIENT_OBS) | _bit(bad_range, qc.QC.OUT_OF_RANGE_TB)
     masked = ~observed | bad_range
     if tb_flags is not None:
-        carried = int(qc.QC.RFI_SUSPECTED | qc.QC.PRECIPITATION | qc.QC.WATER_CONTAMINATION)
+        # OUT_OF_RANGE_TB: the TB store's own screen (impossible values read as NaN, so the
+        # pixel would otherwise only say INSUFFICIENT_OBS; pipeline.io.stores.screen_tb)
+        carried = int(qc.QC.RFI_SUSPECTED | qc.QC.PRECIPITATION | qc.QC.WATER_CONTAMINATION
+                      | qc.QC.OUT_OF_RANGE_TB)
         flags = flags | (tb_flags.astype(qc.QC_DTYPE) & qc.QC_DTYPE(carried))
     wf = static["water_fraction"].fillna(0.0)
     flags = flags | _bit(wf > params.water_flag_fraction, qc.QC.WATER_CONTAMINATION)

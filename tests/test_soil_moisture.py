@@ -357,3 +357,31 @@ def test_the_stage_itself_refuses_static_layers_of_other_cells(sm_archive):
                                                     r"\(x\[0\] = .* m in tb\): another grid"):
         retrieval.retrieve(inputs["tb"], static,
                            surface_temperature=inputs["surface_temperature"])
+
+
+def test_fill_values_in_the_tb_store_are_flagged_out_of_range_in_the_product(sm_archive,
+                                                                              tmp_path):
+    """−9999 in tb/smap.zarr: the store's screen makes it NaN and flags the pixel; the product
+    keeps OUT_OF_RANGE_TB there (not only INSUFFICIENT_OBS) and retrieves nothing."""
+    import shutil
+
+    from pipeline.graphs import retrieval
+    from pipeline.io import stores
+
+    root = str(tmp_path / "archive")
+    shutil.copytree(sm_archive[0], root)
+    url = stores.tb_url(root, "smap")
+    tb = stores.open_dataset(url).load()
+    obs = np.isfinite(tb["tb"].values).all(axis=2)             # (time, pass, y, x)
+    t, p, y, x = (a[:5] for a in np.nonzero(obs))
+    vals = tb["tb"].values
+    vals[t, p, 1, y, x] = -9999.0                               # the H channel of 5 pixels
+    shutil.rmtree(url)
+    stores.write_dataset(tb, url)
+    from pipeline import soil_moisture
+
+    ds = retrieval.build_product(retrieval.open_inputs(root),
+                                 soil_moisture.RetrievalParams()).load()
+    q = ds[dims.QUALITY_FLAG].values[t, p, y, x]
+    assert ((q & int(qc.QC.OUT_OF_RANGE_TB)) > 0).all()
+    assert np.isnan(ds[dims.SOIL_MOISTURE].values[t, p, y, x]).all()

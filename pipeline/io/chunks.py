@@ -30,36 +30,59 @@ _DEFAULT = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 
 def _store_url(store: Any) -> str:
     """A credential-free URL of a zarr store."""
+    from pipeline.io.stores import _safe_url
+
     root = getattr(store, "root", None)  # LocalStore
     if root is not None:
         return str(root)
-    fs, path = getattr(store, "fs", None), getattr(store, "path", "")
+    fs, path = getattr(store, "fs", None), str(getattr(store, "path", ""))
     if fs is not None:
-        protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
-        return f"{protocol}://{path}"
-    return type(store).__name__
+        try:
+            url = fs.unstrip_protocol(path)  # http(s) paths are already URLs
+        except Exception:  # noqa: BLE001 - an unusual filesystem: its first protocol
+            protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
+            url = f"{protocol}://{path}"
+        return _safe_url(url)
+    return type(store).__name__ if store is not None else "a sharded array"
 
 
 def _where(byte_getter: Any) -> str:
-    """``"{store}: variable 'v', chunk i.j.k"`` for a chunk key ``v/c/i/j/k`` (or ``v/i.j.k``)."""
+    """``"{store}: variable 'v', chunk i.j.k"`` for a chunk key ``v/c/i/j/k`` (or ``v/i.j.k``,
+    or ``v/i/j/k`` with zarr v2's "/" separator)."""
     store = _store_url(getattr(byte_getter, "store", None))
-    key = str(getattr(byte_getter, "path", ""))
-    parts = key.split("/")
-    if "c" in parts:
-        i = parts.index("c")
-        var, chunk = "/".join(parts[:i]), ".".join(parts[i + 1:])
-    else:
-        var, chunk = "/".join(parts[:-1]), parts[-1]
-    return f"{store}: variable {var!r}, chunk {chunk or '0'}"
+    parts = str(getattr(byte_getter, "path", "")).split("/")
+    # the chunk index is the trailing run of integer parts (after "c" in zarr v3 keys)
+    i = len(parts)
+    while i > 0 and parts[i - 1].replace(".", "").isdigit():
+        i -= 1
+    var, chunk = parts[:i], parts[i:]
+    if var and var[-1] == "c" and len(chunk) > 0:
+        var = var[:-1]
+    name = "/".join(var) or "?"
+    return f"{store}: variable {name!r}, chunk {'.'.join(chunk) or '0'}"
 
 
-_IO_MODULES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "fsspec", "gcsfs", "adlfs")
+_FETCH_FRAMES = ("/zarr/storage/", "/fsspec/", "/s3fs/", "/aiobotocore/", "/botocore/",
+                 "/aiohttp/", "/gcsfs/", "/adlfs/")
+_DECODE_FRAMES = ("/zarr/codecs/", "/numcodecs/")
 
 
 def _is_io_error(e: BaseException) -> bool:
-    """An exception from fetching the bytes (the store's own), not from decoding them."""
-    return isinstance(e, OSError | ConnectionError | TimeoutError) or \
-        type(e).__module__.split(".")[0] in _IO_MODULES
+    """Raised while fetching the bytes (the store's own error), not while decoding them.
+
+    Decided by where it was raised, not only by its type: gzip and bz2 report corrupt data as
+    ``OSError``, and a store reports a denied or unreachable object as ``OSError`` too.
+    """
+    files = []
+    tb = e.__traceback__
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename.replace("\\", "/"))
+        tb = tb.tb_next
+    if any(m in f for f in files for m in _FETCH_FRAMES):
+        return True
+    if any(m in f for f in files for m in _DECODE_FRAMES):
+        return False
+    return isinstance(e, OSError | ConnectionError | TimeoutError)
 
 
 class CheckedCodecPipeline(BatchedCodecPipeline):
@@ -69,7 +92,7 @@ class CheckedCodecPipeline(BatchedCodecPipeline):
         batch_info = list(batch_info)
         try:
             await super().read_batch(batch_info, out, drop_axes)
-        except errors.TbcubeError:
+        except (errors.TbcubeError, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - classified below
             if _is_io_error(e):
@@ -99,3 +122,9 @@ def install() -> None:
     if zarr.config.get("codec_pipeline.path") == _DEFAULT:
         zarr.config.set({"codec_pipeline.path":
                          f"{CheckedCodecPipeline.__module__}.{CheckedCodecPipeline.__qualname__}"})
+
+
+# Unpickling a pipeline on a Dask worker imports this module: the worker then uses it for the
+# arrays it opens itself (e.g. inner shard pipelines) as well.
+install()
+

@@ -36,12 +36,12 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import importlib
 import importlib.util
 import json
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -53,6 +53,8 @@ import xarray as xr
 from pipeline import errors
 from pipeline.io import provenance as prov
 from pipeline.io import stores
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "PRODUCT_ID",
@@ -297,8 +299,11 @@ def publish_dataset(
         # a failed compute (corrupt input chunk, lost worker, Ctrl-C) leaves no unfinished
         # version behind; readers never saw it (no pointer switch), and now neither does `ls`
         if not existed:
-            with contextlib.suppress(Exception):
+            try:
                 remove(url, storage_options)
+            except Exception as e:  # noqa: BLE001 - the write's own error is the one to raise
+                log.warning("could not remove the unfinished version %s: %s",
+                            stores._safe_url(url), e)
         raise
     return complete_version(root, product_id, version, spec=spec,
                             storage_options=storage_options, provenance=record, keep=keep)

@@ -481,8 +481,9 @@ def open_dataset(
 
 
 TB_DIMS = ("time", "pass", "channel", "y", "x")
-# Physically possible TB [K] (the data contract's sanity bound). Values outside it are fill
-# values or corruption, never a scene: open_tb screens them to NaN and flags the pixel.
+# Physically possible TB [K] (the data contract's sanity bound; 0 K itself is impossible, the
+# cosmic background is 2.7 K). Values outside (0, 400] are fill values or corruption, never a
+# scene: open_tb screens them to NaN and flags the pixel.
 TB_POSSIBLE_K = (0.0, 400.0)
 
 
@@ -536,14 +537,14 @@ def open_on_cells(
 
 
 def screen_tb(ds: xr.Dataset) -> xr.Dataset:
-    """TB outside :data:`TB_POSSIBLE_K` (undeclared fill values such as −9999 or 65535, ±inf)
+    """TB outside :data:`TB_POSSIBLE_K` (undeclared fill values such as 0, −9999 or 65535, ±inf)
     becomes NaN, and the pixel's ``quality_flag`` gets ``OUT_OF_RANGE_TB`` (lazy; values
     inside the bound are untouched, so a clean store reads back unchanged)."""
     from pipeline import qc
 
     tb = ds["tb"]
     lo, hi = TB_POSSIBLE_K
-    bad = (tb < lo) | (tb > hi) | np.isinf(tb)
+    bad = (tb <= lo) | (tb > hi) | np.isinf(tb)
     screened = tb.where(~bad)
     screened.attrs = dict(tb.attrs)
     out = ds.assign(tb=screened)

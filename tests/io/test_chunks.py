@@ -98,6 +98,19 @@ def test_a_corrupt_chunk_on_s3_names_the_s3_url(s3_server, s3_root):
     assert opts["secret"] not in msg and opts["key"] not in msg
 
 
+def test_a_corrupt_gzip_chunk_is_corrupt_not_a_fetch_error(tmp_path):
+    """gzip reports bad data as an OSError (BadGzipFile): still named as a corrupt chunk."""
+    import numcodecs
+
+    url = str(tmp_path / "gz.zarr")
+    z = zarr.create_array(url, shape=(8,), chunks=(4,), dtype="f4", zarr_format=2,
+                          compressors=numcodecs.GZip())
+    z[:] = np.arange(8)
+    (Path(url) / "1").write_bytes(b"\x1f\x8b garbage")
+    with pytest.raises(errors.InputDataError, match=r"chunk 1 cannot be decoded .*BadGzipFile"):
+        zarr.open_array(url, mode="r")[:]
+
+
 def test_chunk_keys_of_both_zarr_formats_and_fsspec_stores():
     fs = types.SimpleNamespace(protocol=("s3", "s3a"))
     s3 = types.SimpleNamespace(fs=fs, path="bucket/arch/tb/gmi.zarr")
@@ -106,6 +119,16 @@ def test_chunk_keys_of_both_zarr_formats_and_fsspec_stores():
     local = types.SimpleNamespace(root=Path("/data/a.zarr"))
     assert chunks._where(types.SimpleNamespace(store=local, path="sm/2.0.1")) == \
         "/data/a.zarr: variable 'sm', chunk 2.0.1"           # zarr v2 key
+    assert chunks._where(types.SimpleNamespace(store=local, path="sm/2/0/1")) == \
+        "/data/a.zarr: variable 'sm', chunk 2.0.1"           # zarr v2, "/" separator
+    assert chunks._where(types.SimpleNamespace(store=local, path="c/c/4")) == \
+        "/data/a.zarr: variable 'c', chunk 4"                 # a variable named "c"
+    http = types.SimpleNamespace(
+        protocol=("http", "https"),
+        unstrip_protocol=lambda p: p)                         # http paths are full URLs
+    signed = types.SimpleNamespace(fs=http, path="https://u:pw@host/a.zarr")
+    where = chunks._where(types.SimpleNamespace(store=signed, path="tb/c/0"))
+    assert where.startswith("https://***@host/a.zarr: variable 'tb'") and "pw" not in where
 
 
 def test_a_user_chosen_codec_pipeline_is_left_alone():

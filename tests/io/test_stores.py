@@ -418,22 +418,39 @@ def test_cli_refuses_tb_in_the_wrong_units(sim_tiny, tmp_path, capsys):
 
 
 def test_impossible_tb_is_screened_and_flagged(tmp_path):
-    """Undeclared fill values (−9999, 65535) and ±inf: NaN and OUT_OF_RANGE_TB on the pixel;
-    a clean store reads back unchanged."""
+    """Undeclared fill values (0, −9999, 65535) and ±inf: NaN and OUT_OF_RANGE_TB on the pixel;
+    a clean store reads back unchanged, and the screen stays lazy and keeps the chunks."""
+    import dask.callbacks
+
     from pipeline import qc
 
     ds = _tb5()
     ds["quality_flag"] = (("time", "pass", "y", "x"), np.zeros((2, 2, 2, 3), np.uint16),
                           {"units": "1"})
-    clean = stores.write_dataset(ds, str(tmp_path / "clean.zarr"))
-    xr.testing.assert_identical(stores.open_tb(clean).load(), stores.open_dataset(clean).load())
+    clean = stores.write_dataset(ds, str(tmp_path / "clean.zarr"), chunks={"time": 1})
+    computed = []
+
+    class Count(dask.callbacks.Callback):
+        def _start(self, dsk):
+            computed.append(1)
+
+    with Count():
+        plain = stores.open_dataset(clean)
+    n_plain = len(computed)                           # open_dataset's own (eager coords)
+    with Count():
+        lazy = stores.open_tb(clean)                  # lazy: the screen computes nothing more
+    assert len(computed) == 2 * n_plain
+    assert lazy["tb"].chunks == plain["tb"].chunks and lazy["tb"].chunks[0] == (1, 1)
+    assert lazy["quality_flag"].chunks == plain["quality_flag"].chunks
+    xr.testing.assert_identical(lazy.load(), plain.load())
     tb = ds["tb"].values.copy()
+    tb[0, 0, 0, 0, 0] = 0.0
     tb[0, 1, 0, 1, 2] = -9999.0
     tb[1, 0, 1, 0, 0] = 65535.0
     tb[1, 1, 1, 1, 1] = np.inf
     ds["tb"].values[:] = tb
     got = stores.open_tb(stores.write_dataset(ds, str(tmp_path / "fill.zarr"))).load()
-    bad = ~np.isfinite(tb) | (tb < 0) | (tb > 400)
+    bad = ~np.isfinite(tb) | (tb <= 0) | (tb > 400)
     np.testing.assert_array_equal(np.isnan(got["tb"].values), bad)
     np.testing.assert_array_equal(got["tb"].values[~bad], tb[~bad])
     flagged = (got["quality_flag"].values & int(qc.QC.OUT_OF_RANGE_TB)) > 0
