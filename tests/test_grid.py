@@ -324,5 +324,8 @@ def test_cells_mismatch_names_the_dim_and_the_first_differing_cell():
     moved = grid.grid_coords("M36", grid.Window(101, 104, 300, 304))
     msg = grid.cells_mismatch(a, moved)
     assert msg.startswith("dim 'y' coordinates differ (y[0] = ") and "another grid" in msg
-    # float32-stored coordinates of the same cells still match (within 1 m)
+    # float32-stored coordinates of the same cells still match, also at the grid's edge
     assert grid.cells_mismatch(a.assign_coords(x=a["x"].astype("float32")), a) is None
+    edge = grid.grid_coords("M09", grid.Window(0, 2, 3852, 3856))
+    assert abs(float(edge["x"].max())) > 1.7e7
+    assert grid.cells_mismatch(edge.assign_coords(x=edge["x"].astype("float32")), edge) is None
