@@ -30,6 +30,7 @@ to stderr.  Expected failures raise :class:`pipeline.errors.TbcubeError` subclas
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import types
@@ -41,7 +42,8 @@ import distributed
 
 from pipeline import errors
 
-__all__ = ["MALLOC_ENV", "ClusterUnavailable", "VersionMismatch", "connect", "worker_env"]
+__all__ = ["MALLOC_ENV", "ClusterUnavailable", "QuietExpectedErrors", "VersionMismatch", "connect",
+           "worker_env"]
 
 # glibc malloc settings for JAX/NumPy workers (values from docs/architecture.md).
 MALLOC_ENV: dict[str, str] = {
@@ -105,8 +107,41 @@ def connect(cluster: Any = None) -> Iterator[distributed.Client]:
         raise errors.ConfigError(f"cluster.kind: {kind!r} is not one of {sorted(makers)}")
     with makers[kind](cluster) as client:
         check_versions(client)
+        client.register_plugin(QuietExpectedErrors(), name="tbcube-quiet-expected-errors")
         print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
         yield client
+
+
+def _expected_error_names() -> set[str]:
+    names, todo = set(), [errors.TbcubeError]
+    while todo:
+        c = todo.pop()
+        names.add(c.__name__)
+        todo.extend(c.__subclasses__())
+    return names
+
+
+class _DropExpectedComputeFailures(logging.Filter):
+    """Drop a worker's "Compute Failed" record (with its traceback) when the task raised a
+    :class:`pipeline.errors.TbcubeError`: the client re-raises it and the CLI prints it as one
+    line.  Every other failure is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if not msg.startswith("Compute Failed"):
+            return True
+        line = next((ln for ln in msg.splitlines() if ln.startswith("Exception:")), "")
+        return not any(f"{n}(" in line for n in _expected_error_names())
+
+
+class QuietExpectedErrors(distributed.WorkerPlugin):
+    """Worker plugin installing :class:`_DropExpectedComputeFailures` on the worker's logger
+    (registered by :func:`connect` on local, scheduler and Gateway clusters)."""
+
+    def setup(self, worker) -> None:  # noqa: D102
+        log = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, _DropExpectedComputeFailures) for f in log.filters):
+            log.addFilter(_DropExpectedComputeFailures())
 
 
 def check_versions(client: distributed.Client) -> None:

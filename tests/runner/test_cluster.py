@@ -51,6 +51,35 @@ def test_local_cluster_spawned_workers_see_malloc_env(capsys):
     assert "dask dashboard: http" in capsys.readouterr().err
 
 
+def _raise_expected():
+    raise errors.InputDataError("/x/tb/smap.zarr: variable 'tb', chunk 0 cannot be decoded")
+
+
+def _raise_bug():
+    raise ZeroDivisionError("a real bug")
+
+
+def test_workers_do_not_log_expected_errors_but_still_log_bugs(capfd):
+    """A task raising a TbcubeError reaches the client as itself, and the worker does not log
+    its "Compute Failed" traceback to stderr (the CLI prints one line); other failures are
+    still logged in full."""
+    with cluster.connect(_section(**ONE)) as client:
+        with pytest.raises(errors.InputDataError, match="chunk 0 cannot be decoded"):
+            client.submit(_raise_expected, pure=False).result()
+        expected_err = capfd.readouterr().err
+        with pytest.raises(ZeroDivisionError):
+            client.submit(_raise_bug, pure=False).result()
+        import time
+
+        deadline = time.monotonic() + 10
+        bug_err = ""
+        while "a real bug" not in bug_err and time.monotonic() < deadline:
+            time.sleep(0.2)
+            bug_err += capfd.readouterr().err
+    assert "Compute Failed" not in expected_err and "Traceback" not in expected_err
+    assert "Compute Failed" in bug_err and "ZeroDivisionError" in bug_err
+
+
 def test_scheduler_mode_connects_to_an_existing_scheduler(capsys):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   protocol="tcp://", dashboard_address="127.0.0.1:0",
