@@ -122,10 +122,19 @@ def _static(root: str, storage_options) -> xr.Dataset:
     raise errors.StoreNotFound(f"{root}: no static/{{grid}}.zarr store")
 
 
-def _calibrated(root: str, sensor: str, storage_options) -> xr.Dataset | None:
+def _calibrated(root: str, sensor: str, storage_options,
+                static: xr.Dataset | None = None) -> xr.Dataset | None:
+    """The calibrated TB of ``sensor`` (None when absent), checked to be on ``static``'s cells
+    (features pair TB and static layers by position)."""
     u = stores.calibrated_url(root, sensor)
-    return stores.open_tb(u, storage_options=storage_options) if stores.exists(
-        u, storage_options) else None
+    if not stores.exists(u, storage_options):
+        return None
+    cal = stores.open_tb(u, storage_options=storage_options)
+    problem = None if static is None else grid.cells_mismatch(cal, static)
+    if problem:
+        raise errors.InputDataError(
+            f"{u}: not on the cells of the archive's static store: {problem}")
+    return cal
 
 
 def holdout_cells(ny: int, nx: int, every: int) -> np.ndarray:
@@ -323,7 +332,7 @@ def train(root: str, settings: TrainSettings = TrainSettings(), *,
     tgt = harmonise.target(smap)
     feats = {}
     for s in TRAIN_SENSORS:
-        cal = _calibrated(root, s, storage_options)
+        cal = _calibrated(root, s, storage_options, static)
         if cal is None:
             continue
         common = np.intersect1d(cal[dims.TIME].values, tgt[dims.TIME].values)
@@ -536,7 +545,7 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
     _, dense = open_dense_target(root, g, storage_options)
     urls = {}
     for s in HARMONISED_SENSORS:
-        cal = _calibrated(root, s, storage_options)
+        cal = _calibrated(root, s, storage_options, static)
         if cal is None:
             continue
         progress(f"harmonising {s} ({cal.sizes[dims.TIME]} days)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 
 from pipeline import dims, soil_moisture
@@ -77,3 +78,24 @@ def test_dense_target_cells_are_those_flagged_dense_on_most_retrievals():
     got = harmonise.dense_target_cells(smap)
     assert got.chunks is not None              # lazy over the record
     np.testing.assert_array_equal(got.values, [[True, True, False, False]])
+
+
+def test_calibrated_tb_on_other_cells_is_refused(tmp_path):
+    """Features pair calibrated TB and static layers by position: another window is refused."""
+    from pipeline import errors, grid
+    from pipeline.graphs import harmonise as g
+    from pipeline.io import stores
+
+    root = str(tmp_path)
+    win = grid.Window(100, 103, 300, 301)
+    static = grid.grid_coords("M36", win).assign_attrs(grid="M36")
+    ds = grid.grid_coords("M36", grid.Window(101, 104, 300, 301))
+    ds = ds.assign_coords(time=np.array(["2016-01-01"], "datetime64[ns]"),
+                          **{"pass": ["am", "pm"], "channel": ["10.65V"]})
+    ds["tb"] = (("time", "pass", "channel", "y", "x"), np.full((1, 2, 1, 3, 1), 250, np.float32),
+                {"units": "K"})
+    stores.write_dataset(ds.assign_attrs(grid="M36"), stores.calibrated_url(root, "gmi"))
+    with pytest.raises(errors.InputDataError, match=r"calibrated/gmi\.zarr: not on the cells of "
+                                                    r"the archive's static store: dim 'y'"):
+        g._calibrated(root, "gmi", None, static)
+    assert g._calibrated(root, "amsr2", None, static) is None
