@@ -382,7 +382,8 @@ def bin_to_grid(
 SAME_CELL_TOLERANCE_M = 10.0
 
 
-def cells_mismatch(a: xr.Dataset | xr.DataArray, b: xr.Dataset | xr.DataArray) -> str | None:
+def cells_mismatch(a: xr.Dataset | xr.DataArray, b: xr.Dataset | xr.DataArray, *,
+                   other: str = "the other store") -> str | None:
     """Why ``a`` is not on ``b``'s cells (``"dim 'x' has 3 cells, the other store 4"``, ``"dim
     'x' coordinates differ (x[0] = … m, … m in the other store): …"``), or None when it is.
     Compares the y/x sizes and, where both have them, the projected coordinates (within
@@ -392,7 +393,7 @@ def cells_mismatch(a: xr.Dataset | xr.DataArray, b: xr.Dataset | xr.DataArray) -
         if d not in a.dims or d not in b.dims:
             continue
         if a.sizes[d] != b.sizes[d]:
-            return f"dim '{d}' has {a.sizes[d]} cells, the other store {b.sizes[d]}"
+            return f"dim '{d}' has {a.sizes[d]} cells, {other} {b.sizes[d]}"
         if d in a.coords and d in b.coords:
             va = np.asarray(a[d].values, np.float64)
             vb = np.asarray(b[d].values, np.float64)
@@ -400,6 +401,6 @@ def cells_mismatch(a: xr.Dataset | xr.DataArray, b: xr.Dataset | xr.DataArray) -
             if off.size:
                 i = int(off[0])
                 return (f"dim '{d}' coordinates differ ({d}[{i}] = {va[i]:.1f} m, "
-                        f"{vb[i]:.1f} m in the other store): another grid or window")
+                        f"{vb[i]:.1f} m in {other}): another grid or window")
     return None
 

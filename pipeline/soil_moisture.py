@@ -300,9 +300,9 @@ def _same_cells(obj: xr.DataArray | xr.Dataset, like: xr.DataArray, name: str) -
         if d in obj.dims and obj.sizes[d] != like.sizes[d]:
             raise errors.InputDataError(
                 f"{name}: dim '{d}' has {obj.sizes[d]} cells, tb has {like.sizes[d]}")
-    problem = grid.cells_mismatch(obj, like)
+    problem = grid.cells_mismatch(obj, like, other="tb")
     if problem:
-        raise errors.InputDataError(f"{name}: {problem.replace('the other store', 'tb')}")
+        raise errors.InputDataError(f"{name}: {problem}")
 
 
 def _aligned(da: xr.DataArray, like: xr.DataArray, name: str) -> xr.DataArray:

@@ -451,21 +451,13 @@ def test_product_cell_thresholds_by_coordinate_with_group_fallback(ft_model_ref,
 
 def test_static_layers_of_another_window_are_refused_before_training(sim_tiny, tmp_path, capsys):
     """Static layers one row north of the TB cells: one line (it was an IndexError)."""
-    import shutil
-
-    from pipeline.cli import main
     from pipeline.io import stores
+    from tests.fixtures.common import archive_copy, cli_error_lines, rewrite_store
 
-    root = str(tmp_path / "archive")
-    shutil.copytree(sim_tiny, root)
-    url = stores.static_url(root, "M36")
-    static = stores.open_dataset(url).load()
-    shutil.rmtree(url)
-    stores.write_dataset(static.assign_coords(y=static["y"] + 36032.22), url)
-    with pytest.raises(SystemExit) as e:
-        main(["ft", "train", "--root", root, "--epochs", "1"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    root = archive_copy(sim_tiny, tmp_path / "archive")
+    url = rewrite_store(stores.static_url(root, "M36"),
+                        lambda ds: ds.assign_coords(y=ds["y"] + 36032.22))
+    err = cli_error_lines(["ft", "train", "--root", root, "--epochs", "1"], capsys)
     assert err[-1].startswith(f"error: {url}: not on the cells of the TB store: dim 'y' "
                               "coordinates differ (y[0] = ")
     assert not any("Traceback" in ln for ln in err)

@@ -299,46 +299,29 @@ def test_teff_offset_acts_in_the_emission_model_only(sm_archive):
 
 def test_cli_names_the_store_without_the_h_channel(sm_archive, tmp_path, capsys):
     """A SMAP TB store lacking 1.41 GHz H: one line naming the store, nothing published."""
-    import shutil
     from pathlib import Path
 
-    from pipeline.cli import main
     from pipeline.io import stores
+    from tests.fixtures.common import archive_copy, cli_error_lines, rewrite_store
 
-    root = str(tmp_path / "archive")
-    shutil.copytree(sm_archive[0], root)
-    shutil.rmtree(Path(root) / "products", ignore_errors=True)
-    url = stores.tb_url(root, "smap")
-    tb = stores.open_dataset(url).load()
-    shutil.rmtree(url)
-    stores.write_dataset(tb.sel(channel=["1.41V"]), url)
-    with pytest.raises(SystemExit) as e:
-        main(["sm", "retrieve", "--root", root])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    root = archive_copy(sm_archive[0], tmp_path / "archive", products=False)
+    url = rewrite_store(stores.tb_url(root, "smap"), lambda tb: tb.sel(channel=["1.41V"]))
+    err = cli_error_lines(["sm", "retrieve", "--root", root], capsys)
     assert err[-1] == f"error: {url}: variable 'tb' has no 1.41 GHz H channel"
     assert not (Path(root) / "products").exists()
 
 
 def test_static_layers_of_another_window_are_refused(sm_archive, tmp_path, capsys):
     """A static store of the same size but one column east: refused, not aligned by position."""
-    import shutil
     from pathlib import Path
 
-    from pipeline.cli import main
     from pipeline.io import stores
+    from tests.fixtures.common import archive_copy, cli_error_lines, rewrite_store
 
-    root = str(tmp_path / "archive")
-    shutil.copytree(sm_archive[0], root)
-    shutil.rmtree(Path(root) / "products", ignore_errors=True)
-    url = stores.static_url(root, "M36")
-    static = stores.open_dataset(url).load()
-    shutil.rmtree(url)
-    stores.write_dataset(static.assign_coords(x=static["x"] + 36032.22), url)
-    with pytest.raises(SystemExit) as e:
-        main(["sm", "retrieve", "--root", root])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    root = archive_copy(sm_archive[0], tmp_path / "archive", products=False)
+    url = rewrite_store(stores.static_url(root, "M36"),
+                        lambda ds: ds.assign_coords(x=ds["x"] + 36032.22))
+    err = cli_error_lines(["sm", "retrieve", "--root", root], capsys)[-1]
     assert err.startswith(f"error: {url}: not on the cells of the TB store: dim 'x' "
                           "coordinates differ (x[0] = ")
     assert err.endswith(" m in the other store): another grid or window")

@@ -256,11 +256,8 @@ def fit(root: str, settings: FitSettings = FitSettings(), *,
         a = stores.open_tb(stores.tb_url(root, src), storage_options=storage_options)
         b = stores.open_tb(stores.tb_url(root, dst), storage_options=storage_options)
         for ds, s in ((a, src), (b, dst)):  # collocation pairs cells by position
-            problem = grid.cells_mismatch(ds, static)
-            if problem:
-                raise errors.InputDataError(
-                    f"{stores.tb_url(root, s)}: not on the cells of the archive's static store: "
-                    f"{problem}")
+            stores.require_on_cells(ds, static, stores.tb_url(root, s),
+                                    what="the archive's static store")
         coeffs, diag = fit_edge(a, b, static, src, dst, settings)
         url = coefficients_url(root, src, dst)
         stores.write_dataset(_encodable(coeffs), url, storage_options=storage_options)

@@ -130,10 +130,8 @@ def _calibrated(root: str, sensor: str, storage_options,
     if not stores.exists(u, storage_options):
         return None
     cal = stores.open_tb(u, storage_options=storage_options)
-    problem = None if static is None else grid.cells_mismatch(cal, static)
-    if problem:
-        raise errors.InputDataError(
-            f"{u}: not on the cells of the archive's static store: {problem}")
+    if static is not None:
+        stores.require_on_cells(cal, static, u, what="the archive's static store")
     return cal
 
 

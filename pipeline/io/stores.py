@@ -527,9 +527,16 @@ def open_on_cells(
         differ (…)"`` (:func:`pipeline.grid.cells_mismatch`): a window of the same size
         elsewhere would otherwise align by position.
     """
+    return require_on_cells(open_dataset(url, storage_options=storage_options), like, url,
+                            what=what)
+
+
+def require_on_cells(ds: xr.Dataset, like: xr.Dataset, url: str, *,
+                     what: str = "the TB store") -> xr.Dataset:
+    """``ds`` (opened from ``url``), checked to be on ``like``'s grid cells (see
+    :func:`open_on_cells`)."""
     from pipeline import grid
 
-    ds = open_dataset(url, storage_options=storage_options)
     problem = grid.cells_mismatch(ds, like)
     if problem:
         raise errors.InputDataError(f"{_safe_url(url)}: not on the cells of {what}: {problem}")

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipeline import dims, errors, grid
+from pipeline import dims, errors
 from pipeline.io import publish, stores
 from pipeline.runner.kinds import _from_config, _PixelwiseJob
 
@@ -130,10 +130,7 @@ class HarmonisedJob(_PixelwiseJob):
                 f"{grid_name!r} ({url}); expected {expected!r}")
         cal = _select_time(cal, self.time_range, url)
         static = _open_static(self.root, grid_name, so)
-        problem = grid.cells_mismatch(cal, static)
-        if problem:
-            raise errors.InputDataError(
-                f"{url}: not on the cells of the archive's static store: {problem}")
+        stores.require_on_cells(cal, static, url, what="the archive's static store")
         return cal, static
 
     @functools.cached_property

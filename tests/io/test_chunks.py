@@ -4,7 +4,6 @@ and a failed publish leaves no version behind."""
 
 from __future__ import annotations
 
-import shutil
 import types
 from pathlib import Path
 
@@ -144,19 +143,14 @@ def test_a_user_chosen_codec_pipeline_is_left_alone():
 
 @pytest.mark.slow
 def test_cli_on_a_corrupt_input_is_one_line_and_publishes_nothing(sm_archive, tmp_path, capsys):
-    from pipeline.cli import main
+    from tests.fixtures.common import archive_copy, cli_error_lines
 
-    root = str(tmp_path / "archive")
-    shutil.copytree(sm_archive[0], root)
-    shutil.rmtree(Path(root) / "products", ignore_errors=True)
+    root = archive_copy(sm_archive[0], tmp_path / "archive", products=False)
     tb = Path(stores.tb_url(root, "smap"))
     victim = sorted(p for p in (tb / "tb" / "c").rglob("*") if p.is_file())[0]
     victim.write_bytes(b"garbage")
     key = ".".join(victim.relative_to(tb / "tb" / "c").parts)
-    with pytest.raises(SystemExit) as e:
-        main(["sm", "retrieve", "--root", root])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = cli_error_lines(["sm", "retrieve", "--root", root], capsys)
     assert err[-1] == (f"error: {tb}: variable 'tb', chunk {key} cannot be decoded (corrupt or "
                        "truncated data?): RuntimeError: Zstd decompression error: invalid input "
                        "data")

@@ -398,21 +398,15 @@ def test_open_tb_refuses_what_every_stage_relies_on(tmp_path, mutate, problem):
 
 def test_cli_refuses_tb_in_the_wrong_units(sim_tiny, tmp_path, capsys):
     """`calibrate fit` on a GMI store that declares °C: one line naming store and variable."""
-    import shutil
-
     import zarr
 
-    from pipeline.cli import main
+    from tests.fixtures.common import archive_copy, cli_error_lines
 
-    root = str(tmp_path / "archive")
-    shutil.copytree(sim_tiny, root)
+    root = archive_copy(sim_tiny, tmp_path / "archive")
     url = stores.tb_url(root, "gmi")
     zarr.open_group(url, mode="r+")["tb"].attrs["units"] = "degC"
     zarr.consolidate_metadata(url)
-    with pytest.raises(SystemExit) as e:
-        main(["calibrate", "fit", "--root", root])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = cli_error_lines(["calibrate", "fit", "--root", root], capsys)
     assert err[-1] == f"error: {url}: variable 'tb' units 'degC', expected 'K' (data-contract.md)"
     assert not (tmp_path / "archive" / "calibration").exists()
 
@@ -458,25 +452,24 @@ def test_impossible_tb_is_screened_and_flagged(tmp_path):
     assert got["tb"].attrs["units"] == "K" and got["quality_flag"].dtype == np.uint16
 
 
+def _fill_every_50th(ds: xr.Dataset) -> xr.Dataset:
+    flat = ds["tb"].values.reshape(-1)
+    flat[np.flatnonzero(np.isfinite(flat))[::50]] = -9999.0
+    return ds
+
+
 @pytest.mark.slow
 def test_fill_values_do_not_move_the_calibration(sim_tiny, tmp_path):
     """2 % of AMSR2's TB replaced by an undeclared −9999: the fit is the clean one (it chose a
     CDF match by land cover with 0.5 K residual bias before the screen)."""
-    import shutil
-
     from pipeline.graphs import calibration
+    from tests.fixtures.common import archive_copy, rewrite_store
 
     fits = {}
     for case in ("clean", "fill"):
-        root = str(tmp_path / case)
-        shutil.copytree(sim_tiny, root)
+        root = archive_copy(sim_tiny, tmp_path / case)
         if case == "fill":
-            url = stores.tb_url(root, "amsr2")
-            ds = stores.open_dataset(url).load()
-            flat = ds["tb"].values.reshape(-1)
-            flat[np.flatnonzero(np.isfinite(flat))[::50]] = -9999.0
-            shutil.rmtree(url)
-            stores.write_dataset(ds, url)
+            rewrite_store(stores.tb_url(root, "amsr2"), _fill_every_50th)
         fits[case] = {(h["source"], h["reference"]): h for h in calibration.fit(root)["hops"]}
     for hop, clean in fits["clean"].items():
         fill = fits["fill"][hop]
