@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_LANDCOVER_PARAMS",
     "KERNEL",
     "RetrievalParams",
+    "fill_time_gaps",
     "landcover_parameters",
     "reanalysis_temperature",
     "retrieval_quality_flags",
@@ -271,6 +272,44 @@ def _running_median(a: np.ndarray, window: int, min_count: int = 3) -> np.ndarra
     # all-NaN windows get zeros (their result is discarded) so nanmedian never warns
     med = np.nanmedian(np.where(count[..., None] > 0, win, 0.0), axis=-1)
     return np.where(count >= min_count, med, np.nan).astype(np.float32)
+
+
+def _fill_gaps(a: np.ndarray, max_gap: int) -> np.ndarray:
+    """Linear interpolation along axis 0 across runs of at most ``max_gap`` NaNs (no
+    extrapolation past the first or last value)."""
+    a = np.asarray(a, np.float32)
+    n = a.shape[0]
+    ok = np.isfinite(a)
+    idx = np.arange(n).reshape((n,) + (1,) * (a.ndim - 1))
+    prev = np.maximum.accumulate(np.where(ok, idx, -1), axis=0)
+    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(ok, idx, n), 0), axis=0), 0)
+    fill = ~ok & (prev >= 0) & (nxt < n) & (nxt - prev - 1 <= max_gap)
+    p, q = np.clip(prev, 0, n - 1), np.clip(nxt, 0, n - 1)
+    ap, aq = np.take_along_axis(a, p, 0), np.take_along_axis(a, q, 0)
+    w = (idx - p) / np.maximum(q - p, 1)
+    return np.where(fill, ap + (aq - ap) * w, a).astype(np.float32)
+
+
+def fill_time_gaps(da: xr.DataArray, max_gap_days: int) -> xr.DataArray:
+    """``da`` with runs of at most ``max_gap_days`` missing days filled linearly along time.
+
+    Longer runs and the ends of the record stay NaN.  Lazy on dask input with the input's
+    chunks (``map_overlap`` along time, as :func:`smooth_vod`).
+    """
+    v = da.transpose(dims.TIME, ...)
+    gap = int(max_gap_days)
+    if gap <= 0:
+        return v
+    if v.chunks is None:
+        return v.copy(data=_fill_gaps(v.values, gap))
+    depth = gap + 1
+    data = v.data  # a dask array: its own methods, so this stage never imports dask
+    if min(data.chunks[0]) < depth or len(data.chunks[0]) == 1 and data.shape[0] < depth:
+        data = data.rechunk({0: max(depth, max(data.chunks[0]))})
+    out = data.map_overlap(_fill_gaps, depth={0: min(depth, data.shape[0])}
+                           | {i: 0 for i in range(1, data.ndim)},
+                           boundary="none", max_gap=gap, dtype=np.float32, trim=True)
+    return v.copy(data=out)
 
 
 def smooth_vod(vod: xr.DataArray, window_days: int) -> xr.DataArray:

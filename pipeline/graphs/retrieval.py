@@ -75,15 +75,22 @@ def compute_time_chunk(sizes: dict) -> int:
     return int(min(sizes[dims.TIME], max(TIME_CHUNK, BLOCK_RETRIEVALS // per_day)))
 
 
-def open_inputs(root: str, storage_options=None) -> dict:
+def open_inputs(root: str, storage_options=None, *, fit_proxy: bool = False,
+                progress: Progress = None) -> dict:
     """Open the retrieval's inputs lazily; returns a dict of Datasets/DataArrays (or None).
 
     Keys: ``tb``, ``static``, ``grid``, ``surface_temperature`` (the effective temperature
     from the ancillary reanalysis store ``ancillary/{grid}.zarr``: ``soil_temperature``, else
-    ``surface_temperature``), ``temperature_source``, ``snow_water_equivalent`` (ancillary),
-    ``ft_state``, ``truth`` (simulated archives only: used for the skill report, never as an
-    input).
+    ``surface_temperature``; without one, the multi-frequency TB proxy of
+    :mod:`pipeline.graphs.retrieval_teff` when its table exists, or is fitted here with
+    ``fit_proxy``), ``temperature_source``, ``teff_proxy`` (that table, or None),
+    ``snow_water_equivalent`` (ancillary), ``ft_state`` (the published freeze/thaw product;
+    without one, the proxy's frozen-ground classifier when the proxy is used),
+    ``frozen_source``, ``truth`` (simulated archives only:
+    used for the skill report, never as an input).
     """
+    from pipeline.graphs import retrieval_teff
+
     tb_url = stores.tb_url(root, SENSOR)
     tb = stores.open_tb(tb_url, storage_options=storage_options)
     grid_name = tb.attrs.get("grid")
@@ -116,11 +123,30 @@ def open_inputs(root: str, storage_options=None) -> dict:
             out["surface_temperature"] = teff[1]
         if "snow_water_equivalent" in anc:
             out["snow_water_equivalent"] = anc["snow_water_equivalent"]
+    out["teff_proxy"] = None
+    if out["surface_temperature"] is None:
+        table = (retrieval_teff.ensure(root, tb, static, storage_options=storage_options,
+                                       progress=progress) if fit_proxy
+                 else retrieval_teff.load(root, storage_options))
+        if table is not None:
+            t = retrieval_teff.proxy_temperature(root, table, tb, storage_options)
+            out["surface_temperature"] = stores.chunk_variables(t, {dims.PASS: -1})
+            out["temperature_source"] = (
+                f"TB proxy: {table['sensor']} {len(table['channels'])} channels, fitted at "
+                f"{table.get('n_stations')} stations ({retrieval_teff.table_url(root)})")
+            out["teff_proxy"] = table
+    out["frozen_source"] = "the effective temperature"
     try:
         ft = publish.open_product(root, _ft_product_id(grid_name), storage_options)
         out["ft_state"] = ft[dims.FT_STATE]
+        out["frozen_source"] = f"the {_ft_product_id(grid_name)} product"
     except errors.StoreNotFound:
-        pass
+        if out["teff_proxy"] is not None:
+            state = retrieval_teff.proxy_frozen_state(root, out["teff_proxy"], tb,
+                                                      storage_options)
+            if state is not None:
+                out["ft_state"] = stores.chunk_variables(state, {dims.PASS: -1})
+                out["frozen_source"] = "the TB proxy's frozen-ground classifier"
     return out
 
 
@@ -299,7 +325,7 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
         _log(progress, f"by class from {retrieval_tune.tuned_url(root)}: τV/τH "
              f"{list(params.pol_ratio_by_class)} (others {params.vod_pol_ratio}), ΔT_eff "
              f"{list(params.teff_offset_by_class)} K (others {params.teff_offset_k} K)")
-    inputs = open_inputs(root, storage_options)
+    inputs = open_inputs(root, storage_options, fit_proxy=True, progress=progress)
     grid_name = inputs["grid"]
     if inputs["surface_temperature"] is None:
         raise errors.InputDataError(
@@ -307,13 +333,20 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
             "'surface_temperature' (the retrieval's effective temperature); provide a "
             "reanalysis in that layout (tbcube simulate writes one for simulated archives)")
     _log(progress, f"tb/smap {dict(inputs['tb'].sizes)}; T_eff from "
-         f"{inputs['temperature_source']}; frozen ground from "
-         f"{'the ft product' if inputs['ft_state'] is not None else 'surface temperature'}")
+         f"{inputs['temperature_source']}; frozen ground from {inputs['frozen_source']}")
     ds = build_product(inputs, params, resources=resources)
     pid = product_id(grid_name)
     record = {"config": dataclasses.asdict(params),
               "inputs": {"tb": stores.tb_url(root, SENSOR),
                          "static": stores.static_url(root, grid_name)}}
+    proxy = inputs.get("teff_proxy")
+    if proxy is not None:
+        from pipeline.graphs import retrieval_teff
+
+        record["inputs"].update(teff_proxy=retrieval_teff.table_url(root),
+                                teff_proxy_tb=proxy["tb_store"])
+        record["teff_proxy"] = {k: proxy.get(k) for k in (
+            "sensor", "channels", "coefficients", "n_stations", "max_gap_days")}
     chunks = {dims.TIME: min(TIME_CHUNK, ds.sizes[dims.TIME]), dims.PASS: ds.sizes[dims.PASS],
               dims.Y: min(SPATIAL_TILE, ds.sizes[dims.Y]),
               dims.X: min(SPATIAL_TILE, ds.sizes[dims.X])}
@@ -324,6 +357,14 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
     written = stores.open_dataset(url, storage_options=storage_options)
     rep = {"product_id": pid, "product_url": url,
            "effective_temperature": inputs["temperature_source"],
+           "frozen_ground": inputs["frozen_source"],
+           "effective_temperature_proxy": None if proxy is None else {
+               k: proxy.get(k) for k in ("sensor", "channels", "n_stations", "n_pairs",
+                                         "residual_std_thawed_k", "max_gap_days")} | {
+               "frozen_classifier_at_stations": {
+                   p: {k: m.get(k) for k in ("threshold", "station_agreement",
+                                             "frozen_passed_as_thawed", "thawed_left_out")}
+                   for p, m in (proxy.get("frozen_classifier") or {}).items()}},
            "tuning": None if tuned is None else {
                "table": retrieval_tune.tuned_url(root), "years": tuned.get("years"),
                "n_station_cells": len(tuned.get("station_cells", [])),

@@ -43,8 +43,9 @@ import dask
 import numpy as np
 import xarray as xr
 
-from pipeline import dims, errors, grid, soil_moisture, validation
+from pipeline import dims, errors, soil_moisture, validation
 from pipeline.graphs import retrieval
+from pipeline.graphs.retrieval_teff import station_cells
 from pipeline.io import stores
 
 __all__ = ["P_TRIALS", "TEFF_TRIALS", "TUNED_NAME", "choose", "load_tuned", "station_cells",
@@ -73,18 +74,6 @@ def load_tuned(root: str, storage_options=None) -> dict | None:
     if not isinstance(doc, dict) or "pol_ratio_by_class" not in doc:
         raise errors.ConfigError(f"{url}: not a tuned-retrieval table (no 'pol_ratio_by_class')")
     return doc
-
-
-def station_cells(static: xr.Dataset, insitu: xr.Dataset) -> dict[str, tuple[int, int]]:
-    """``{station id: (row, col)}`` in the window of ``static`` (stations outside left out)."""
-    g, w = grid.window_from_attrs(static.attrs)
-    rows, cols = grid.latlon_to_rowcol(g, insitu[dims.LAT].values, insitu[dims.LON].values)
-    out = {}
-    for k, sid in enumerate(insitu[dims.STATION].values):
-        r, c = int(rows[k]) - w.row0, int(cols[k]) - w.col0
-        if rows[k] >= 0 and 0 <= r < static.sizes[dims.Y] and 0 <= c < static.sizes[dims.X]:
-            out[str(sid)] = (r, c)
-    return out
 
 
 def _pointwise(da, rows: np.ndarray, cols: np.ndarray):
@@ -211,7 +200,7 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
         if len(tr) < 2 or not (np.diff(tr) > 0).all():
             raise errors.ConfigError(
                 f"sm tune: trial {name} {tr} must be ≥ 2 increasing values")
-    inputs = retrieval.open_inputs(root, storage_options)
+    inputs = retrieval.open_inputs(root, storage_options, fit_proxy=True, progress=progress)
     if inputs["surface_temperature"] is None:
         raise errors.InputDataError(
             f"{stores.ancillary_url(root, inputs['grid'])}: no 'soil_temperature' or "

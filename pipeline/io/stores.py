@@ -52,6 +52,7 @@ __all__ = [
     "finalise",
     "insitu_url",
     "join",
+    "list_names",
     "open_dataset",
     "read_bytes",
     "read_json",
@@ -340,6 +341,15 @@ def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
     with _translated(url, "check existence", storage_options):
         fs, path = _fs(url, storage_options)
         return bool(fs.exists(path))
+
+
+def list_names(url: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """Names of the entries directly under the prefix ``url`` (sorted; [] when none)."""
+    with _translated(url, "list", storage_options):
+        fs, path = _fs(url, storage_options)
+        if not fs.exists(path):
+            return []
+        return sorted(posixpath.basename(str(p).rstrip("/")) for p in fs.ls(path, detail=False))
 
 
 def read_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> bytes:

@@ -194,7 +194,8 @@ class SmapRetrievalJob(_PixelwiseJob):
     def _opened(self) -> dict:
         from pipeline.graphs import retrieval
 
-        inputs = retrieval.open_inputs(self.root, self.storage_options)
+        # without a reanalysis store, the TB temperature proxy (fitted once, then reused)
+        inputs = retrieval.open_inputs(self.root, self.storage_options, fit_proxy=True)
         grid = str(inputs["grid"])
         if retrieval.product_id(grid) != self.product_id:
             raise errors.ConfigError(
@@ -236,8 +237,12 @@ class SmapRetrievalJob(_PixelwiseJob):
     def inputs(self) -> Mapping[str, str]:
         grid = str(self._opened["grid"])
         out = {"tb": stores.tb_url(self.root, "smap"),
-               "static": stores.static_url(self.root, grid),
-               "ancillary": stores.ancillary_url(self.root, grid)}
+               "static": stores.static_url(self.root, grid)}
+        proxy = self._opened["teff_proxy"]
+        if proxy is None:
+            out["ancillary"] = stores.ancillary_url(self.root, grid)
+        else:  # the effective temperature from another sensor's TB (retrieval_teff)
+            out["teff_proxy_tb"] = str(proxy["tb_store"])
         return out
 
     def models(self) -> Mapping[str, str]:
@@ -255,8 +260,12 @@ class SmapRetrievalJob(_PixelwiseJob):
 
     def settings(self) -> Mapping[str, Any]:
         # the tuned table is part of the settings: re-tuning makes the product stale
+        proxy = self._opened["teff_proxy"]
         return {"retrieval": dataclasses.asdict(self._params),
-                "time_range": list(self.time_range or [])}
+                "time_range": list(self.time_range or []),
+                # a refitted temperature proxy makes the product stale, as re-tuning does
+                "teff_proxy": None if proxy is None else {
+                    k: proxy[k] for k in ("sensor", "channels", "coefficients")}}
 
 
 def smap_retrieval_job(product_id: str, config: Any,
