@@ -344,7 +344,7 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
         from pipeline.graphs import retrieval_teff
 
         record["inputs"].update(teff_proxy=retrieval_teff.table_url(root),
-                                teff_proxy_tb=proxy["tb_store"])
+                                teff_proxy_tb=stores.tb_url(root, str(proxy["sensor"])))
         record["teff_proxy"] = {k: proxy.get(k) for k in (
             "sensor", "channels", "coefficients", "n_stations", "max_gap_days")}
     chunks = {dims.TIME: min(TIME_CHUNK, ds.sizes[dims.TIME]), dims.PASS: ds.sizes[dims.PASS],

@@ -242,7 +242,7 @@ class SmapRetrievalJob(_PixelwiseJob):
         if proxy is None:
             out["ancillary"] = stores.ancillary_url(self.root, grid)
         else:  # the effective temperature from another sensor's TB (retrieval_teff)
-            out["teff_proxy_tb"] = str(proxy["tb_store"])
+            out["teff_proxy_tb"] = stores.tb_url(self.root, str(proxy["sensor"]))
         return out
 
     def models(self) -> Mapping[str, str]:

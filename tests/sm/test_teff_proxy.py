@@ -208,3 +208,32 @@ def test_no_station_temperature_is_one_line(no_reanalysis, tmp_path, capsys):
     lines = cli_error_lines(["sm", "retrieve", "--root", bare], capsys)
     assert "no in-situ station with soil_temperature" in lines[-1]
     assert lines[-1].startswith("error: ")
+
+
+@pytest.mark.slow
+def test_sm_smap_job_with_the_proxy_in_parts_equals_eager(no_reanalysis, tmp_path):
+    """The reprocess job reads the same proxy (its table and sensor are in the job's inputs and
+    settings), and its product in parts along y equals the eager graph's."""
+    from pipeline import dims
+    from pipeline.graphs import retrieval
+    from pipeline.io import publish
+    from pipeline.runner import jobs, kinds
+
+    root, res = no_reanalysis
+    assert res.exit_code == 0, res.output
+    root = archive_copy(root, tmp_path / "job", products=False)
+    pid = "sm-smap-m36-v1"
+    job = kinds.SmapRetrievalJob(product_id=pid, root=root, tile=16)
+    assert job.inputs()["teff_proxy_tb"] == stores.tb_url(root, "amsr2")
+    assert "ancillary" not in job.inputs()
+    assert job.settings()["teff_proxy"]["coefficients"] == retrieval_teff.load(root)[
+        "coefficients"]
+    ctx = jobs.Context(root=root, settle_s=0.0, heartbeat_s=None)
+    plan, _ = jobs.reprocess(job, ctx, parts=3)
+    assert plan.action == "start"
+    eager = retrieval.build_product(retrieval.open_inputs(root),
+                                    soil_moisture.RetrievalParams()).compute()
+    got = publish.open_product(root, pid).load()
+    xr.testing.assert_allclose(got[dims.SOIL_MOISTURE], eager[dims.SOIL_MOISTURE], atol=1e-5)
+    np.testing.assert_array_equal(got[dims.QUALITY_FLAG].values, eager[dims.QUALITY_FLAG].values)
+    assert np.isfinite(got[dims.SOIL_MOISTURE]).sum() > 1000
