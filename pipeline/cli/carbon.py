@@ -57,11 +57,12 @@ def model_cmd(root: str, grid_name: str, bplut: str | None, publish: bool) -> No
 @carbon.command("evaluate")
 @root_option
 @_GRID
-@click.option("--towers", "collection", default="simflux", show_default=True,
-              help="Tower collection: {root}/towers/{name}.zarr.")
+@click.option("--towers", "collection", default=None,
+              help="Tower collection {root}/towers/{name}.zarr (default: the archive's only "
+                   "one; 'simflux' among several).")
 @click.option("--min-qc", default=0.8, show_default=True, type=float,
               help="Keep tower days with at least this fraction of good half-hours.")
-def evaluate_cmd(root: str, grid_name: str, collection: str, min_qc: float) -> None:
+def evaluate_cmd(root: str, grid_name: str, collection: str | None, min_qc: float) -> None:
     """Score the current carbon product against towers (CSV, JSON, figures under reports/)."""
     from pipeline.graphs import carbon as graph
 

@@ -110,11 +110,12 @@ def run(root: str, reference: str, threshold: float, ae_threshold: float | None,
 
 @ft.command("validate")
 @root_option
-@click.option("--network", default="simnet", show_default=True,
-              help="In-situ network store insitu/{network}.zarr.")
+@click.option("--network", default=None,
+              help="In-situ network store insitu/{network}.zarr (default: the archive's only "
+                   "one; 'simnet' among several).")
 @click.option("--years", default=None, metavar="Y1,Y2",
               help="Score only these years (e.g. those not used for training).")
-def validate(root: str, network: str, years: str | None) -> None:
+def validate(root: str, network: str | None, years: str | None) -> None:
     """Score AE and NPR against stations and gridded truth; prints the report URL."""
     from pipeline.graphs import freeze_thaw as g
 

@@ -27,7 +27,8 @@ def sm() -> None:
 @root_option
 @click.option("--years", default=None, metavar="Y1,Y2",
               help="Tuning years (default: all SMAP years; score skill on the others).")
-@click.option("--network", default=None, help="In-situ network (default: the simulator's).")
+@click.option("--network", default=None,
+              help="In-situ network (default: the archive's only one; 'simnet' among several).")
 @click.option("--min-stations", default=3, show_default=True, type=click.IntRange(1, None),
               help="Stations a land-cover class needs for its own values.")
 def tune_cmd(root: str, years: str | None, network: str | None, min_stations: int) -> None:

@@ -434,13 +434,16 @@ def model_root(root: str, grid_name: str, bplut_url: str, *, publish: bool = Tru
     return report
 
 
-def evaluate_root(root: str, grid_name: str, *, collection: str = "simflux",
+def evaluate_root(root: str, grid_name: str, *, collection: str | None = None,
                   min_qc: float = 0.8, storage_options: Mapping[str, Any] | None = None,
                   progress=None) -> dict:
-    """Score the current carbon product against ``{root}/towers/{collection}.zarr``."""
+    """Score the current carbon product against ``{root}/towers/{collection}.zarr``
+    (``collection``: default the archive's only one; ``simflux`` among several)."""
     from pipeline.io import publish as publish_io
 
     say = progress or (lambda m: None)
+    collection = collection or stores.default_store_name(
+        root, "towers", storage_options, preferred="simflux", option="--towers")
     product = publish_io.open_product(root, product_id(grid_name), storage_options)
     towers = stores.open_dataset(stores.towers_url(root, collection),
                                  storage_options=storage_options).load()

@@ -521,11 +521,12 @@ def validate_product(product: xr.Dataset, static: xr.Dataset, insitu: xr.Dataset
     return report, figs
 
 
-def validate(root: str, *, network: str = NETWORK, years: tuple[int, ...] | None = None,
+def validate(root: str, *, network: str | None = None, years: tuple[int, ...] | None = None,
              storage_options=None, progress: Progress = None) -> str:
     """Score the current ``ft-smap-{grid}-v1`` against stations and gridded truth.
 
-    ``years`` restricts the scored days (e.g. the years not used for training).  Writes
+    ``years`` restricts the scored days (e.g. the years not used for training).  ``network``:
+    default the archive's only one under ``insitu/`` (``simnet`` among several).  Writes
     ``{root}/reports/ft-validation.json`` and PNG figures beside it; returns the JSON URL.
     """
     from pipeline import sensors
@@ -538,6 +539,12 @@ def validate(root: str, *, network: str = NETWORK, years: tuple[int, ...] | None
         product = product.sel({dims.TIME: product[dims.TIME].dt.year.isin(list(years))})
     static = stores.open_dataset(stores.static_url(root, grid_name),
                                  storage_options=storage_options).load()
+    if network is None:  # the archive's only network (or the simulator's among several)
+        try:
+            network = stores.default_store_name(root, "insitu", storage_options,
+                                                 preferred=NETWORK)
+        except errors.StoreNotFound:
+            network = NETWORK  # none at all: scored against gridded truth only
     i_url = stores.insitu_url(root, network)
     insitu = (stores.open_dataset(i_url, storage_options=storage_options)
               if stores.exists(i_url, storage_options) else None)

@@ -921,15 +921,13 @@ def validate(root: str, settings: TrainSettings = TrainSettings(), *,
 
 
 def _station_daily(root: str, storage_options) -> dict[str, xr.Dataset]:
-    """Daily in-situ soil moisture of the archive's networks (read once per validation)."""
-    from pipeline.simulate import INSITU_NETWORK  # the simulator's network name
-
+    """Daily in-situ soil moisture of every network under ``insitu/`` (read once per
+    validation)."""
     out = {}
-    for net in (INSITU_NETWORK,):
-        u = stores.insitu_url(root, net)
-        if not stores.exists(u, storage_options):
+    for net in stores.store_names(root, "insitu", storage_options):
+        st = stores.open_dataset(stores.insitu_url(root, net), storage_options=storage_options)
+        if dims.SOIL_MOISTURE not in st:
             continue
-        st = stores.open_dataset(u, storage_options=storage_options)
         # flag G only, frozen soil masked (pipeline.validation.screen_insitu)
         sm = validation.insitu_daily(st)
         out[net] = xr.Dataset({"sm": sm}, coords={dims.LAT: st[dims.LAT].load(),

@@ -187,11 +187,6 @@ def _proxy_channels(tb: xr.Dataset) -> list[str]:
             if f >= MIN_FREQUENCY_GHZ]
 
 
-def _networks(root: str, storage_options) -> list[str]:
-    url = stores.join(root, "insitu")
-    return [n[:-5] for n in stores.list_names(url, storage_options) if n.endswith(".zarr")]
-
-
 def fit(root: str, smap_tb: xr.Dataset, static: xr.Dataset, *, storage_options=None,
         sensors_: Sequence[str] = SENSORS, max_gap_days: int = MAX_GAP_DAYS,
         progress: Progress = None) -> dict:
@@ -208,7 +203,7 @@ def fit(root: str, smap_tb: xr.Dataset, static: xr.Dataset, *, storage_options=N
     say = progress or (lambda _m: None)
     t0 = _time.perf_counter()
     anc = stores.ancillary_url(root, static.attrs["grid"])
-    nets = _networks(root, storage_options)
+    nets = stores.store_names(root, "insitu", storage_options)
     hours = dict(sensors.get("smap").local_time_h)
     series: dict[str, dict[str, pd.Series]] = {}
     cells: dict[str, tuple[int, int]] = {}

@@ -175,7 +175,7 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
     Args:
       root: Archive root with ``tb/smap.zarr``, ``static``, ``ancillary`` and ``insitu``.
       years: Tuning years (default: every SMAP year); skill should be judged on the others.
-      network: In-situ network (default: the simulator's, ``simnet``).
+      network: In-situ network (default: the archive's only one; ``simnet`` among several).
       params: Retrieval settings other than the tuned ones (default :class:`RetrievalParams`).
       min_stations: Stations a class needs for its own values.
       min_days: Matched days a station needs to count.
@@ -193,7 +193,8 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
 
     t0 = _time.perf_counter()
     params = params or soil_moisture.RetrievalParams()
-    network = network or INSITU_NETWORK
+    network = network or stores.default_store_name(root, "insitu", storage_options,
+                                                   preferred=INSITU_NETWORK)
     say = progress or (lambda _m: None)
     trials, teff_trials = [float(t) for t in trials], [float(t) for t in teff_trials]
     for name, tr in (("ratios", trials), ("T_eff offsets", teff_trials)):

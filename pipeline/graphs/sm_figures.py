@@ -163,20 +163,22 @@ def _put(root, name, data, storage_options) -> str:
     return url
 
 
-def _best_station(validation) -> str | None:
+def _best_station(validation) -> tuple[str, str] | None:
+    """(network, station) of the fused product's station with the most matched days."""
     st = validation.get("stations", {}).get("fused", {})
-    for net in st.values():
-        per = net.get("stations", {})
-        if per:
-            return max(per, key=lambda k: per[k]["n"])
-    return None
+    best = None
+    for name, net in st.items():
+        for sid, info in net.get("stations", {}).items():
+            if best is None or info["n"] > best[0]:
+                best = (info["n"], name, sid)
+    return None if best is None else (best[1], best[2])
 
 
-def _station(root, grid_name, station, fused, storage_options) -> str:
+def _station(root, grid_name, where, fused, storage_options) -> str:
     from pipeline import grid
-    from pipeline.simulate import INSITU_NETWORK
 
-    st = stores.open_dataset(stores.insitu_url(root, INSITU_NETWORK),
+    network, station = where
+    st = stores.open_dataset(stores.insitu_url(root, network),
                              storage_options=storage_options)
     sm = validation.insitu_daily(st, stations=[station]).isel({dims.STATION: 0})
     g, w = grid.window_from_attrs(fused.attrs)

@@ -51,8 +51,10 @@ __all__ = [
     "exists",
     "finalise",
     "insitu_url",
+    "default_store_name",
     "join",
     "list_names",
+    "store_names",
     "open_dataset",
     "read_bytes",
     "read_json",
@@ -350,6 +352,35 @@ def list_names(url: str, storage_options: Mapping[str, Any] | None = None) -> li
         if not fs.exists(path):
             return []
         return sorted(posixpath.basename(str(p).rstrip("/")) for p in fs.ls(path, detail=False))
+
+
+def store_names(root: str, folder: str,
+                storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """The names of the Zarr stores ``{root}/{folder}/{name}.zarr`` (sorted), e.g. the in-situ
+    networks (``folder="insitu"``) or tower collections (``"towers"``)."""
+    return [n[:-5] for n in list_names(join(root, folder), storage_options)
+            if n.endswith(".zarr")]
+
+
+def default_store_name(root: str, folder: str,
+                       storage_options: Mapping[str, Any] | None = None, *,
+                       preferred: str | None = None, option: str = "--network") -> str:
+    """The in-situ network (``folder="insitu"``) or tower collection (``"towers"``) a command
+    uses when none is named: the archive's only one, else ``preferred`` when it has that.
+
+    Raises:
+      errors.StoreNotFound: no store under ``{root}/{folder}``.
+      errors.ConfigError: several and none preferred (name one with ``option``).
+    """
+    names = store_names(root, folder, storage_options)
+    where = _safe_url(join(root, folder))
+    if not names:
+        raise errors.StoreNotFound(f"{where}: no store ({{name}}.zarr) in this archive")
+    if len(names) == 1:
+        return names[0]
+    if preferred in names:
+        return str(preferred)
+    raise errors.ConfigError(f"{where}: several stores {names}; name one with {option}")
 
 
 def read_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> bytes:

@@ -1,0 +1,64 @@
+"""Commands that read in-situ stations find the archive's network by itself.
+
+The data contract names the store ``insitu/{network}.zarr`` with any network name; archives
+written by others (independent test data, real networks) are not called ``simnet``.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from pipeline import errors
+from pipeline.graphs import harmonise, retrieval_tune, sm_figures
+from pipeline.io import stores
+from tests.fixtures.common import archive_copy
+
+
+@pytest.fixture
+def renamed(sim_tiny, tmp_path):
+    """The tiny archive with its network stored as ``insitu/mynet.zarr``."""
+    root = archive_copy(sim_tiny, tmp_path / "tiny", products=False)
+    shutil.move(stores.insitu_url(root, "simnet"), stores.insitu_url(root, "mynet"))
+    return root
+
+
+def test_default_network_is_the_only_one_else_the_preferred_else_an_error(renamed, tmp_path):
+    assert stores.store_names(renamed, "insitu") == ["mynet"]
+    assert stores.default_store_name(renamed, "insitu", preferred="simnet") == "mynet"
+    shutil.copytree(stores.insitu_url(renamed, "mynet"), stores.insitu_url(renamed, "other"))
+    assert stores.store_names(renamed, "insitu") == ["mynet", "other"]
+    several = r"several stores \['mynet', 'other'\]; name one with --network"
+    with pytest.raises(errors.ConfigError, match=several):
+        stores.default_store_name(renamed, "insitu", preferred="simnet")
+    assert stores.default_store_name(renamed, "insitu", preferred="other") == "other"
+    with pytest.raises(errors.StoreNotFound, match="no store"):
+        stores.default_store_name(str(tmp_path / "empty"), "insitu")
+
+
+def test_tower_collection_default(renamed):
+    assert stores.default_store_name(renamed, "towers", preferred="simflux") == "simflux"
+    shutil.move(stores.towers_url(renamed, "simflux"), stores.towers_url(renamed, "fluxnet"))
+    assert stores.default_store_name(renamed, "towers", preferred="simflux") == "fluxnet"
+
+
+def test_sm_validate_reads_every_network(renamed):
+    daily = harmonise._station_daily(renamed, None)
+    assert list(daily) == ["mynet"]
+    assert daily["mynet"]["sm"].sizes["station"] > 10
+
+
+def test_station_figure_picks_the_station_with_most_days_across_networks():
+    val = {"stations": {"fused": {
+        "a": {"stations": {"s1": {"n": 10}, "s2": {"n": 40}}},
+        "b": {"stations": {"s3": {"n": 30}}}}}}
+    assert sm_figures._best_station(val) == ("a", "s2")
+    assert sm_figures._best_station({"stations": {}}) is None
+
+
+@pytest.mark.slow
+def test_sm_tune_uses_the_archives_network(renamed):
+    doc = retrieval_tune.tune(renamed, years=(2015,), trials=(1.0, 1.1),
+                              teff_trials=(-4.0, 0.0))
+    assert doc["network"] == "mynet" and len(doc["stations"]) >= 10
