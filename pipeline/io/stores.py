@@ -374,8 +374,9 @@ def default_store_name(root: str, folder: str,
     """
     names = store_names(root, folder, storage_options)
     where = _safe_url(join(root, folder))
+    what = {"insitu": "in-situ network", "towers": "tower collection"}.get(folder, "Zarr")
     if not names:
-        raise errors.StoreNotFound(f"{where}: no store ({{name}}.zarr) in this archive")
+        raise errors.StoreNotFound(f"{where}: no {what} store ({{name}}.zarr) in this archive")
     if len(names) == 1:
         return names[0]
     if preferred in names:

@@ -33,7 +33,7 @@ def test_default_network_is_the_only_one_else_the_preferred_else_an_error(rename
     with pytest.raises(errors.ConfigError, match=several):
         stores.default_store_name(renamed, "insitu", preferred="simnet")
     assert stores.default_store_name(renamed, "insitu", preferred="other") == "other"
-    with pytest.raises(errors.StoreNotFound, match="no store"):
+    with pytest.raises(errors.StoreNotFound, match="no in-situ network store"):
         stores.default_store_name(str(tmp_path / "empty"), "insitu")
 
 
