@@ -475,13 +475,17 @@ def open_dense_target(root: str, grid_name: str, storage_options=None
 
 def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.ModelRef, *,
                ancillary: xr.Dataset | None = None, dense: xr.DataArray | None = None,
+               frozen_model: Mapping[str, Any] | None = None,
                tile: int = dims.PENCIL_TILE, resources: dict | None = None) -> xr.Dataset:
     """Lazy harmonised product of one sensor (time, pass, y, x), on the days it observed.
 
     ``ancillary``: the archive's reanalysis store; frozen ground and snow are then screened by
     the SMAP retrieval's own rules (:func:`ancillary_screens`), by TB heuristics where it has no
-    value or without it.  ``dense``: (y, x) cells of :func:`dense_target_cells`; their values
-    are kept and flagged DENSE_VEGETATION (as the SMAP product keeps and flags its own).
+    value or without it.  ``frozen_model``: without a reanalysis, this sensor's station-fitted
+    frozen-ground classifier (an entry of :mod:`pipeline.graphs.frozen_screens`), which replaces
+    the 36.5 GHz threshold where it has a value.  ``dense``: (y, x) cells of
+    :func:`dense_target_cells`; their values are kept and flagged DENSE_VEGETATION (as the SMAP
+    product keeps and flags its own).
     """
     feats = harmonise.features(cal, static, sensor)
     feats = feats.chunk({dims.TIME: -1, dims.PASS: 1, dims.Y: tile, dims.X: tile,
@@ -492,6 +496,11 @@ def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.Mode
     tb36 = feats.sel({dims.FEATURE: "tb_36.5V"}, drop=True)
     tb18 = feats.sel({dims.FEATURE: "tb_18.7V"}, drop=True)
     frozen = tb36 < FROZEN_TB36V_K
+    if frozen_model is not None and frozen_model.get("model"):
+        from pipeline.graphs import frozen_screens
+
+        pf = frozen_screens.frozen_probability(feats, frozen_model["model"])
+        frozen = xr.where(pf.notnull(), pf >= float(frozen_model["threshold"]), frozen)
     snow = (tb18 - tb36) > SNOW_SCATTER_K
     if ancillary is not None:
         f_anc, s_anc = ancillary_screens(ancillary, tb36)
@@ -540,6 +549,11 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
     static = _static(root, storage_options)
     g = _grid_name(static)
     anc = open_ancillary(root, static.attrs["grid"], storage_options)
+    from pipeline.graphs import frozen_screens
+
+    # without a reanalysis temperature: station-fitted frozen-ground classifiers per sensor
+    screens = frozen_screens.ensure(root, static, HARMONISED_SENSORS, ancillary=anc,
+                                    storage_options=storage_options, progress=progress)
     _, dense = open_dense_target(root, g, storage_options)
     urls = {}
     for s in HARMONISED_SENSORS:
@@ -547,10 +561,15 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
         if cal is None:
             continue
         progress(f"harmonising {s} ({cal.sizes[dims.TIME]} days)")
-        ds = harmonised(cal, static, s, ref, ancillary=anc, dense=dense, resources=resources)
+        fm = (screens or {}).get("sensors", {}).get(s)
+        ds = harmonised(cal, static, s, ref, ancillary=anc, dense=dense, resources=resources,
+                        frozen_model=fm)
+        prov = {"model_sha256": ref.sha256}
+        if fm and fm.get("model"):
+            prov["frozen_screen"] = {"table": frozen_screens.table_url(root),
+                                     "model": fm["model"], "threshold": fm["threshold"]}
         urls[s] = publish.publish_dataset(ds, root, product_id(s, g), spec=schema.SM_HARMONISED,
-                                          storage_options=storage_options,
-                                          provenance={"model_sha256": ref.sha256})
+                                          storage_options=storage_options, provenance=prov)
     unseen = unseen_landcover(ref, static)
     if unseen:
         progress(f"{sum(unseen.values())} land cells have a land-cover class the LSTM never saw "
@@ -558,6 +577,10 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
                  "their values are extrapolations")
     report = {"root": root, "model_sha256": ref.sha256, "products": urls,
               "landcover_unseen_in_training": unseen,
+              "frozen_screen": ("ancillary temperature" if screens is None else {
+                  "table": frozen_screens.table_url(root),
+                  **{s: {k: v for k, v in e.items() if k != "model"}
+                     for s, e in screens["sensors"].items()}}),
               "dense_target_cells": None if dense is None else int(dense.sum())}
     stores.write_json(stores.reports_url(root, "sm-harmonise.json"), report, storage_options)
     return report

@@ -146,7 +146,7 @@ class HarmonisedJob(_PixelwiseJob):
         # the screens are reindexed onto the block's own (time, y, x)
         return harmonise.harmonised(cal, static, self.sensor, self._ref,
                                     ancillary=self._ancillary, dense=self._dense[1],
-                                    tile=self.tile,
+                                    frozen_model=self._frozen_model, tile=self.tile,
                                     resources=dict(resources) if resources else None)
 
     @functools.cached_property
@@ -155,6 +155,20 @@ class HarmonisedJob(_PixelwiseJob):
 
         cal, _ = self._opened
         return harmonise.open_ancillary(self.root, str(cal.attrs["grid"]), self.storage_options)
+
+    @functools.cached_property
+    def _frozen_model(self) -> dict | None:
+        """Without a reanalysis temperature, this sensor's station-fitted frozen-ground
+        classifier (:mod:`pipeline.graphs.frozen_screens`; fitted for every sensor on first
+        use, then reused)."""
+        from pipeline.graphs import frozen_screens, harmonise
+
+        _, static = self._opened
+        screens = frozen_screens.ensure(self.root, static, harmonise.HARMONISED_SENSORS,
+                                        ancillary=self._ancillary,
+                                        storage_options=self.storage_options)
+        entry = (screens or {}).get("sensors", {}).get(self.sensor)
+        return entry if entry and entry.get("model") else None
 
     @functools.cached_property
     def _dense(self) -> tuple[str | None, xr.DataArray | None]:
@@ -205,6 +219,9 @@ class HarmonisedJob(_PixelwiseJob):
                 "screens": {"frozen_tb36v_k": harmonise.FROZEN_TB36V_K,
                             "snow_scatter_k": harmonise.SNOW_SCATTER_K,
                             "ancillary": self._ancillary is not None,
+                            # a refitted classifier makes the product stale
+                            "frozen_classifier": (None if self._frozen_model is None else
+                                                  self._frozen_model["model"]),
                             "frozen_below_k": harmonise.THAWED_MIN_K,
                             "snow_swe_mm": harmonise.SNOW_MAX_MM},
                 "dense_target_share": harmonise.DENSE_TARGET_SHARE,

@@ -237,3 +237,24 @@ def test_sm_smap_job_with_the_proxy_in_parts_equals_eager(no_reanalysis, tmp_pat
     xr.testing.assert_allclose(got[dims.SOIL_MOISTURE], eager[dims.SOIL_MOISTURE], atol=1e-5)
     np.testing.assert_array_equal(got[dims.QUALITY_FLAG].values, eager[dims.QUALITY_FLAG].values)
     assert np.isfinite(got[dims.SOIL_MOISTURE]).sum() > 1000
+
+
+def test_station_temperature_at_local_solar_times():
+    """The frozen screens' lookup: the sample nearest a local solar time, within half an hour."""
+    from pipeline.graphs import frozen_screens
+
+    t = pd.date_range("2016-01-01", periods=72, freq="h")
+    ins = xr.Dataset(
+        {"soil_temperature": (("station", "time"), (np.arange(72.0)[None, :] + 200.0))},
+        coords={"station": ["S1"], "time": t, "lat": ("station", [40.0]),
+                "lon": ("station", [90.0])})  # local = UTC + 6 h
+    when = pd.DatetimeIndex(["2016-01-01 07:00", "2016-01-01 13:20", "2016-01-02 01:40",
+                             "2016-01-05 00:00"])
+    got = frozen_screens.station_temperature_at(ins, "S1", when)
+    # 07:00 local = 01:00 UTC (sample 1); 13:20 → 13:00 local = 07:00 UTC (sample 7);
+    # 01:40 on 2 Jan → 02:00 local = 20:00 UTC on 1 Jan (sample 20); 5 Jan: past the record
+    np.testing.assert_array_equal(got[:3], [201.0, 207.0, 220.0])
+    assert np.isnan(got[3])
+    daily = ins.isel(time=[0, 24, 48])
+    got = frozen_screens.station_temperature_at(daily, "S1", when)
+    np.testing.assert_array_equal(got[:3], [200.0, 200.0, 224.0])
