@@ -93,16 +93,6 @@ def station_temperature_at(insitu: xr.Dataset, station: str,
     return out
 
 
-def _point(ds: xr.Dataset, rows: Sequence[int], cols: Sequence[int]) -> xr.Dataset:
-    """``ds`` at the (row, col) cells as a (…, y = cell, x = 1) dataset (features need y/x)."""
-    drop = [c for c in (dims.Y, dims.X, dims.LAT, dims.LON) if c in ds.coords]
-    out = ds.drop_vars(drop).isel({dims.Y: xr.DataArray(list(rows), dims="_cell"),
-                                   dims.X: xr.DataArray(list(cols), dims="_cell")})
-    out = out.rename({"_cell": dims.Y}).expand_dims({dims.X: [0.0]}, axis=-1)
-    out = out.assign_coords({dims.Y: np.arange(len(rows), dtype=float)})
-    return out.transpose(dims.TIME, dims.PASS, dims.CHANNEL, dims.Y, dims.X, ...)
-
-
 def _station_pairs(cal: xr.Dataset, sensor: str,
                    stations: list[tuple[xr.Dataset, str, int, int]]
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +100,8 @@ def _station_pairs(cal: xr.Dataset, sensor: str,
     the sensor observed."""
     rows = [r for _, _, r, _ in stations]
     cols = [c for _, _, _, c in stations]
-    pts = _point(cal[[dims.TB, dims.LOCAL_TIME]], rows, cols).load()
+    pts = retrieval_teff.pointwise(cal[[dims.TB, dims.LOCAL_TIME]], rows, cols)
+    pts = pts.transpose(dims.TIME, dims.PASS, dims.CHANNEL, dims.Y, dims.X, ...).load()
     feats = harmonise.dynamic_features(pts, sensor).sel({dims.FEATURE: list(FEATURES)})
     x = feats.transpose(dims.Y, dims.TIME, dims.PASS, dims.X, dims.FEATURE).values
     lt = pts[dims.LOCAL_TIME].transpose(dims.Y, dims.TIME, dims.PASS, dims.X).values

@@ -57,7 +57,7 @@ from pipeline import dims, errors, grid, sensors, soil_moisture
 from pipeline.io import stores
 
 __all__ = ["MIN_PAIRS_PER_TERM", "SENSORS", "TABLE_NAME", "ensure", "fit", "fit_linear",
-           "fit_logistic", "load", "logistic_probability", "proxy_frozen_state",
+           "fit_logistic", "load", "logistic_probability", "pointwise", "proxy_frozen_state",
            "proxy_temperature", "station_cells", "station_pass_temperature", "table_url"]
 
 TABLE_NAME = "sm-teff-proxy.json"
@@ -108,6 +108,18 @@ def station_cells(static: xr.Dataset, insitu: xr.Dataset) -> dict[str, tuple[int
         if rows[k] >= 0 and 0 <= r < static.sizes[dims.Y] and 0 <= c < static.sizes[dims.X]:
             out[str(sid)] = (r, c)
     return out
+
+
+def pointwise(obj, rows: Sequence[int], cols: Sequence[int]):
+    """``obj`` (DataArray or Dataset, or None) at the (row, col) cells, as a (…, y = cell,
+    x = 1) object with plain indices: what per-cell kernels and features expect."""
+    if obj is None:
+        return None
+    drop = [c for c in (dims.Y, dims.X, dims.LAT, dims.LON) if c in obj.coords]
+    out = obj.drop_vars(drop).isel({dims.Y: xr.DataArray(np.asarray(rows), dims="_cell"),
+                                    dims.X: xr.DataArray(np.asarray(cols), dims="_cell")})
+    out = out.rename({"_cell": dims.Y}).expand_dims({dims.X: [0.0]}, axis=-1)
+    return out.assign_coords({dims.Y: np.arange(len(rows), dtype=float)})
 
 
 def station_pass_temperature(insitu: xr.Dataset, station: str,

@@ -45,6 +45,7 @@ import xarray as xr
 
 from pipeline import dims, errors, soil_moisture, validation
 from pipeline.graphs import retrieval
+from pipeline.graphs.retrieval_teff import pointwise as _pointwise
 from pipeline.graphs.retrieval_teff import station_cells
 from pipeline.io import stores
 
@@ -74,17 +75,6 @@ def load_tuned(root: str, storage_options=None) -> dict | None:
     if not isinstance(doc, dict) or "pol_ratio_by_class" not in doc:
         raise errors.ConfigError(f"{url}: not a tuned-retrieval table (no 'pol_ratio_by_class')")
     return doc
-
-
-def _pointwise(da, rows: np.ndarray, cols: np.ndarray):
-    """``da`` at the (row, col) cells, as a (…, y = cell, x = 1) array with plain indices."""
-    if da is None:
-        return None
-    drop = [c for c in (dims.Y, dims.X, dims.LAT, dims.LON) if c in da.coords]
-    out = da.drop_vars(drop).isel({dims.Y: xr.DataArray(rows, dims="_cell"),
-                                   dims.X: xr.DataArray(cols, dims="_cell")})
-    out = out.rename({"_cell": dims.Y}).expand_dims({dims.X: [0.0]}, axis=-1)
-    return out.assign_coords({dims.Y: np.arange(len(rows), dtype=float)})
 
 
 def _zero_crossing(p: np.ndarray, bias: np.ndarray,
