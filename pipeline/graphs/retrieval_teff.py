@@ -281,7 +281,7 @@ def fit(root: str, smap_tb: xr.Dataset, static: xr.Dataset, *, storage_options=N
             c, r = fit_linear(x[thawed], y[thawed])
             coef[p], resid[p], n_pairs[p] = [float(v) for v in c], round(r, 3), int(n)
             frozen = y < FROZEN_K
-            if min(frozen.sum(), (~frozen).sum()) >= MIN_PAIRS_PER_TERM:
+            if min(frozen.sum(), (~frozen).sum()) >= need:  # as many days a class as the fit
                 model = fit_logistic(x, frozen.astype(np.float64))
                 pred = logistic_probability(x, model) >= FROZEN_PROBABILITY
                 model["threshold"] = FROZEN_PROBABILITY

@@ -260,12 +260,13 @@ class SmapRetrievalJob(_PixelwiseJob):
 
     def settings(self) -> Mapping[str, Any]:
         # the tuned table is part of the settings: re-tuning makes the product stale
+        out = {"retrieval": dataclasses.asdict(self._params),
+               "time_range": list(self.time_range or [])}
         proxy = self._opened["teff_proxy"]
-        return {"retrieval": dataclasses.asdict(self._params),
-                "time_range": list(self.time_range or []),
-                # a refitted temperature proxy makes the product stale, as re-tuning does
-                "teff_proxy": None if proxy is None else {
-                    k: proxy[k] for k in ("sensor", "channels", "coefficients")}}
+        if proxy is not None:  # a refitted proxy makes the product stale, as re-tuning does
+            out["teff_proxy"] = {k: proxy.get(k) for k in (
+                "sensor", "channels", "coefficients", "frozen_classifier", "max_gap_days")}
+        return out
 
 
 def smap_retrieval_job(product_id: str, config: Any,

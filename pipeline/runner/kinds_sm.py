@@ -215,15 +215,15 @@ class HarmonisedJob(_PixelwiseJob):
     def settings(self) -> Mapping[str, Any]:
         from pipeline.graphs import harmonise
 
-        return {"sensor": self.sensor,
-                "screens": {"frozen_tb36v_k": harmonise.FROZEN_TB36V_K,
-                            "snow_scatter_k": harmonise.SNOW_SCATTER_K,
-                            "ancillary": self._ancillary is not None,
-                            # a refitted classifier makes the product stale
-                            "frozen_classifier": (None if self._frozen_model is None else
-                                                  self._frozen_model["model"]),
-                            "frozen_below_k": harmonise.THAWED_MIN_K,
-                            "snow_swe_mm": harmonise.SNOW_MAX_MM},
+        screens = {"frozen_tb36v_k": harmonise.FROZEN_TB36V_K,
+                   "snow_scatter_k": harmonise.SNOW_SCATTER_K,
+                   "ancillary": self._ancillary is not None,
+                   "frozen_below_k": harmonise.THAWED_MIN_K,
+                   "snow_swe_mm": harmonise.SNOW_MAX_MM}
+        if self._frozen_model is not None:  # a refitted classifier makes the product stale
+            screens["frozen_classifier"] = {k: self._frozen_model[k]
+                                            for k in ("model", "threshold")}
+        return {"sensor": self.sensor, "screens": screens,
                 "dense_target_share": harmonise.DENSE_TARGET_SHARE,
                 "time_range": list(self.time_range or [])}
 
