@@ -54,15 +54,8 @@ def table_url(root: str) -> str:
 
 def load(root: str, storage_options=None) -> dict | None:
     """The fitted screens, or None when there are none."""
-    url = table_url(root)
-    if not stores.exists(url, storage_options):
-        return None
-    doc = stores.read_json(url, storage_options)
-    if not isinstance(doc, dict) or "sensors" not in doc:
-        from pipeline import errors
-
-        raise errors.ConfigError(f"{url}: not a frozen-screen table (no 'sensors')")
-    return doc
+    return stores.read_table(table_url(root), ["sensors"], "frozen-screen table",
+                             storage_options)
 
 
 def station_temperature_at(insitu: xr.Dataset, station: str,

@@ -88,14 +88,8 @@ def load(root: str, storage_options=None) -> dict | None:
     Raises:
       errors.ConfigError: the file is not a proxy table.
     """
-    url = table_url(root)
-    if not stores.exists(url, storage_options):
-        return None
-    doc = stores.read_json(url, storage_options)
-    if not isinstance(doc, dict) or not {"sensor", "channels", "coefficients"} <= set(doc):
-        raise errors.ConfigError(f"{url}: not a T_eff proxy table (needs 'sensor', 'channels' "
-                                 "and 'coefficients')")
-    return doc
+    return stores.read_table(table_url(root), ["sensor", "channels", "coefficients"],
+                             "T_eff proxy table", storage_options)
 
 
 def station_cells(static: xr.Dataset, insitu: xr.Dataset) -> dict[str, tuple[int, int]]:

@@ -68,13 +68,8 @@ def tuned_url(root: str) -> str:
 
 def load_tuned(root: str, storage_options=None) -> dict | None:
     """The tuned table of ``root`` (None when ``tbcube sm tune`` has not run)."""
-    url = tuned_url(root)
-    if not stores.exists(url, storage_options):
-        return None
-    doc = stores.read_json(url, storage_options)
-    if not isinstance(doc, dict) or "pol_ratio_by_class" not in doc:
-        raise errors.ConfigError(f"{url}: not a tuned-retrieval table (no 'pol_ratio_by_class')")
-    return doc
+    return stores.read_table(tuned_url(root), ["pol_ratio_by_class"], "tuned-retrieval table",
+                             storage_options)
 
 
 def _zero_crossing(p: np.ndarray, bias: np.ndarray,

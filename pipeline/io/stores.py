@@ -58,6 +58,7 @@ __all__ = [
     "open_dataset",
     "read_bytes",
     "read_json",
+    "read_table",
     "reports_url",
     "static_url",
     "storage_options_for",
@@ -429,6 +430,23 @@ def read_json(url: str, storage_options: Mapping[str, Any] | None = None) -> Any
         return json.loads(raw)
     except ValueError as e:
         raise errors.InputDataError(f"{_safe_url(url)}: not valid JSON ({e})") from None
+
+
+def read_table(url: str, required: Sequence[str], what: str,
+               storage_options: Mapping[str, Any] | None = None) -> dict | None:
+    """A JSON object that a command wrote (a fitted table under ``models/``); None when
+    absent.
+
+    Raises:
+      errors.ConfigError: it is not an object with the ``required`` keys.
+    """
+    if not exists(url, storage_options):
+        return None
+    doc = read_json(url, storage_options)
+    missing = [k for k in required if not isinstance(doc, dict) or k not in doc]
+    if missing:
+        raise errors.ConfigError(f"{_safe_url(url)}: not a {what} (no {missing})")
+    return doc
 
 
 def write_json(url: str, obj: Any, storage_options: Mapping[str, Any] | None = None) -> str:

@@ -258,3 +258,13 @@ def test_station_temperature_at_local_solar_times():
     daily = ins.isel(time=[0, 24, 48])
     got = frozen_screens.station_temperature_at(daily, "S1", when)
     np.testing.assert_array_equal(got[:3], [200.0, 200.0, 224.0])
+
+
+def test_a_malformed_proxy_table_is_one_line(no_reanalysis, tmp_path, capsys):
+    root, _ = no_reanalysis
+    bad = archive_copy(root, tmp_path / "badtable", products=False)
+    stores.write_json(retrieval_teff.table_url(bad), {"sensor": "amsr2"})
+    lines = cli_error_lines(["sm", "retrieve", "--root", bad], capsys)
+    assert lines[-1] == (f"error: {retrieval_teff.table_url(bad)}: not a T_eff proxy table "
+                         "(no ['channels', 'coefficients'])")
+    assert stores.read_table(stores.join(bad, "models", "absent.json"), ["x"], "table") is None
