@@ -445,8 +445,8 @@ def evaluate_root(root: str, grid_name: str, *, collection: str | None = None,
     collection = collection or stores.default_store_name(
         root, "towers", storage_options, preferred="simflux", option="--towers")
     product = publish_io.open_product(root, product_id(grid_name), storage_options)
-    towers = stores.open_dataset(stores.towers_url(root, collection),
-                                 storage_options=storage_options).load()
+    towers = stores.open_stations(stores.towers_url(root, collection), "towers",
+                                  storage_options=storage_options).load()
     model = carbon.match_towers(product, towers).compute()
     kinds, counts = np.unique(model["matched"].values, return_counts=True)
     matched = dict(zip(kinds.tolist(), counts.tolist(), strict=True))

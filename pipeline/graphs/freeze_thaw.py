@@ -546,7 +546,7 @@ def validate(root: str, *, network: str | None = None, years: tuple[int, ...] | 
         except errors.StoreNotFound:
             network = NETWORK  # none at all: scored against gridded truth only
     i_url = stores.insitu_url(root, network)
-    insitu = (stores.open_dataset(i_url, storage_options=storage_options)
+    insitu = (stores.open_stations(i_url, "insitu", storage_options=storage_options)
               if stores.exists(i_url, storage_options) else None)
     t_url = stores.truth_url(root, grid_name)
     truth = (stores.open_dataset(t_url, storage_options=storage_options)

@@ -143,7 +143,8 @@ def fit(root: str, static: xr.Dataset, sensors: Sequence[str], *, storage_option
     stations = []
     nets = stores.store_names(root, "insitu", storage_options)
     for net in nets:
-        ins = stores.open_dataset(stores.insitu_url(root, net), storage_options=storage_options)
+        ins = stores.open_stations(stores.insitu_url(root, net), "insitu",
+                                   storage_options=storage_options)
         if retrieval_teff.SOIL_T not in ins:
             continue
         ins = ins[[v for v in (retrieval_teff.SOIL_T, f"{retrieval_teff.SOIL_T}_flag")

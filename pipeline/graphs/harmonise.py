@@ -948,7 +948,8 @@ def _station_daily(root: str, storage_options) -> dict[str, xr.Dataset]:
     validation)."""
     out = {}
     for net in stores.store_names(root, "insitu", storage_options):
-        st = stores.open_dataset(stores.insitu_url(root, net), storage_options=storage_options)
+        st = stores.open_stations(stores.insitu_url(root, net), "insitu",
+                                  storage_options=storage_options)
         if dims.SOIL_MOISTURE not in st:
             continue
         # flag G only, frozen soil masked (pipeline.validation.screen_insitu)

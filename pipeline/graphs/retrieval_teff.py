@@ -214,7 +214,8 @@ def fit(root: str, smap_tb: xr.Dataset, static: xr.Dataset, *, storage_options=N
     series: dict[str, dict[str, pd.Series]] = {}
     cells: dict[str, tuple[int, int]] = {}
     for net in nets:
-        ins = stores.open_dataset(stores.insitu_url(root, net), storage_options=storage_options)
+        ins = stores.open_stations(stores.insitu_url(root, net), "insitu",
+                                   storage_options=storage_options)
         if SOIL_T not in ins:
             continue
         for sid, rc in station_cells(static, ins).items():

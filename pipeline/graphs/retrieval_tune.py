@@ -194,7 +194,7 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
     i_url = stores.insitu_url(root, network)
     if not stores.exists(i_url, storage_options):
         raise errors.StoreNotFound(f"{i_url}: no in-situ network store (needed by sm tune)")
-    insitu = stores.open_dataset(i_url, storage_options=storage_options)
+    insitu = stores.open_stations(i_url, "insitu", storage_options=storage_options)
     cells = station_cells(inputs["static"], insitu)
     if not cells:
         raise errors.InputDataError(f"{i_url}: no station inside the window of {root}")

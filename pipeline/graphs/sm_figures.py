@@ -178,8 +178,8 @@ def _station(root, grid_name, where, fused, storage_options) -> str:
     from pipeline import grid
 
     network, station = where
-    st = stores.open_dataset(stores.insitu_url(root, network),
-                             storage_options=storage_options)
+    st = stores.open_stations(stores.insitu_url(root, network), "insitu",
+                              storage_options=storage_options)
     sm = validation.insitu_daily(st, stations=[station]).isel({dims.STATION: 0})
     g, w = grid.window_from_attrs(fused.attrs)
     r, c = grid.latlon_to_rowcol(g, float(st[dims.LAT].sel({dims.STATION: station})),

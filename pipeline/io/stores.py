@@ -56,6 +56,7 @@ __all__ = [
     "list_names",
     "store_names",
     "open_dataset",
+    "open_stations",
     "read_bytes",
     "read_json",
     "read_table",
@@ -574,6 +575,49 @@ def open_tb(
     if not ds.attrs.get("grid"):
         raise errors.InputDataError(f"{where}: attr 'grid' missing (data-contract.md)")
     return screen_tb(ds)
+
+
+# Units of the station and tower variables (data-contract.md), with the spellings accepted.
+_K = ("K", "kelvin")
+_SM = ("m3 m-3", "m3/m3", "m^3 m^-3", "m3 m**-3", "m**3 m**-3")
+_FLUX = ("g C m-2 d-1", "gC m-2 d-1", "g C m-2 day-1", "gC m-2 day-1")
+STATION_UNITS = {
+    "insitu": {"soil_moisture": _SM, "soil_temperature": _K, "air_temperature": _K},
+    "towers": {"nee": _FLUX, "gpp": _FLUX, "reco": _FLUX, "ta": _K, "tmin": _K, "ts": _K,
+               "sw_in": ("W m-2", "W/m2", "W m^-2"), "vpd": ("Pa",), "swc": _SM},
+}
+STATION_DIM = {"insitu": "station", "towers": "site"}
+
+
+def open_stations(url: str, kind: str, *,
+                  storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """Open an in-situ network (``kind="insitu"``) or tower collection (``"towers"``) store and
+    check what the readers rely on: the variables they use are on (station|site, time) in the
+    contract's units.  A probe in per cent or °C, or fluxes in µmol m-2 s-1, would otherwise be
+    scored silently.
+
+    Raises:
+      errors.InputDataError: ``"{url}: variable 'soil_temperature' units 'degC', expected 'K'
+        (data-contract.md)"`` etc.
+    """
+    ds = open_dataset(url, storage_options=storage_options)
+    where = _safe_url(url)
+    dim = STATION_DIM[kind]
+    if dim not in ds.dims or "time" not in ds.dims:
+        raise errors.InputDataError(
+            f"{where}: dims {tuple(ds.dims)}, expected ({dim!r}, 'time') (data-contract.md)")
+    for var, ok in STATION_UNITS[kind].items():
+        if var not in ds.data_vars:
+            continue
+        units = ds[var].attrs.get("units")
+        if units not in ok:
+            raise errors.InputDataError(
+                f"{where}: variable {var!r} units {units!r}, expected {ok[0]!r} "
+                "(data-contract.md)")
+        if set(ds[var].dims) != {dim, "time"}:
+            raise errors.InputDataError(f"{where}: variable {var!r} dims {ds[var].dims}, "
+                                        f"expected ({dim!r}, 'time')")
+    return ds
 
 
 def open_on_cells(

@@ -62,3 +62,46 @@ def test_sm_tune_uses_the_archives_network(renamed):
     doc = retrieval_tune.tune(renamed, years=(2015,), trials=(1.0, 1.1),
                               teff_trials=(-4.0, 0.0))
     assert doc["network"] == "mynet" and len(doc["stations"]) >= 10
+
+
+def test_station_stores_in_other_units_are_one_line(renamed, capsys):
+    """A probe network in °C or per cent, or fluxes in µmol m-2 s-1, would be scored silently;
+    each command that reads them refuses in one line instead."""
+    from tests.fixtures.common import cli_error_lines, rewrite_store
+
+    url = stores.insitu_url(renamed, "mynet")
+    ok = stores.open_stations(url, "insitu")
+    assert {"soil_moisture", "soil_temperature"} <= set(ok.data_vars)
+
+    def celsius(ds):
+        ds["soil_temperature"] = (ds["soil_temperature"] - 273.15).assign_attrs(units="degC")
+        return ds
+
+    rewrite_store(url, celsius)
+    lines = cli_error_lines(["sm", "tune", "--root", renamed, "--years", "2015"], capsys)
+    assert lines[-1] == (f"error: {url}: variable 'soil_temperature' units 'degC', "
+                         "expected 'K' (data-contract.md)")
+    assert not any("Traceback" in ln for ln in lines)
+    with pytest.raises(errors.InputDataError, match="'soil_temperature' units 'degC'"):
+        harmonise._station_daily(renamed, None)
+
+    t_url = stores.towers_url(renamed, "simflux")
+    assert stores.open_stations(t_url, "towers")["nee"].attrs["units"] == "g C m-2 d-1"
+
+    def micromol(ds):
+        ds["nee"] = ds["nee"].assign_attrs(units="umol m-2 s-1")
+        return ds
+
+    rewrite_store(t_url, micromol)
+    with pytest.raises(errors.InputDataError,
+                       match=r"variable 'nee' units 'umol m-2 s-1', expected 'g C m-2 d-1'"):
+        stores.open_stations(t_url, "towers")
+
+
+def test_station_store_on_other_dims_is_one_line(renamed):
+    from tests.fixtures.common import rewrite_store
+
+    url = stores.insitu_url(renamed, "mynet")
+    rewrite_store(url, lambda ds: ds.rename({"station": "site"}))
+    with pytest.raises(errors.InputDataError, match=r"expected \('station', 'time'\)"):
+        stores.open_stations(url, "insitu")
