@@ -320,11 +320,7 @@ def _encodable(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _open_static(root: str, storage_options) -> xr.Dataset:
-    fs_urls = [stores.static_url(root, g) for g in ("M25", "N36", "M36", "N25", "M09", "N09")]
-    for u in fs_urls:
-        if stores.exists(u, storage_options):
-            return stores.open_dataset(u, storage_options=storage_options)
-    raise errors.StoreNotFound(f"{root}: no static/{{grid}}.zarr store")
+    return stores.find_static(root, storage_options)
 
 
 def load_coefficients(root: str, storage_options=None) -> dict[tuple[str, str], xr.Dataset]:

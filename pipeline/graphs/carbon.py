@@ -397,9 +397,9 @@ def model_root(root: str, grid_name: str, bplut_url: str, *, publish: bool = Tru
     say = progress or (lambda m: None)
     table = bplut_io.read_bplut(bplut_url)
     truth = stores.open_dataset(stores.truth_url(root, grid_name), storage_options=storage_options)
-    static = stores.open_on_cells(stores.static_url(root, grid_name), truth,
-                                  storage_options=storage_options,
-                                  what="the driver (truth) store").load()
+    static = stores.open_static(stores.static_url(root, grid_name), truth,
+                                storage_options=storage_options,
+                                what="the driver (truth) store")
     truth = stores.chunk_variables(truth, {dims.TIME: -1, dims.Y: 16, dims.X: 16})
     say(f"TCF over {dict(truth.sizes)} with BPLUT {table.attrs.get('release', '?')}")
     product = model_archive(truth, static, table.table,
@@ -472,9 +472,8 @@ def aggregate_root(root: str, grid_name: str, *,
     from pipeline.io import publish as publish_io
 
     product = publish_io.open_product(root, product_id(grid_name), storage_options)
-    static = stores.open_on_cells(stores.static_url(root, grid_name), product,
-                                  storage_options=storage_options,
-                                  what="the carbon product").load()
+    static = stores.open_static(stores.static_url(root, grid_name), product,
+                                storage_options=storage_options, what="the carbon product")
     agg = aggregate_product(product, static).compute()
     df = agg.to_dataframe().reset_index()
     stores.write_bytes(stores.reports_url(root, "carbon-aggregate.csv"),

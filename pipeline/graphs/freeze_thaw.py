@@ -104,8 +104,8 @@ def _open_inputs(root: str, storage_options=None, *, truth_required: bool = True
     if not grid_name:
         raise errors.SchemaError(f"{tb_url}: attr 'grid' missing")
     tb = tb.chunk(dims.pencil(dict(tb.sizes)))
-    static = stores.open_on_cells(stores.static_url(root, grid_name), tb,
-                                  storage_options=storage_options).load()
+    static = stores.open_static(stores.static_url(root, grid_name), tb,
+                                storage_options=storage_options)
     truth = None
     t_url = stores.truth_url(root, grid_name)
     if truth_required or stores.exists(t_url, storage_options):
@@ -537,8 +537,8 @@ def validate(root: str, *, network: str | None = None, years: tuple[int, ...] | 
     product = publish.open_product(root, pid, storage_options=storage_options)
     if years:
         product = product.sel({dims.TIME: product[dims.TIME].dt.year.isin(list(years))})
-    static = stores.open_dataset(stores.static_url(root, grid_name),
-                                 storage_options=storage_options).load()
+    static = stores.open_static(stores.static_url(root, grid_name),
+                                storage_options=storage_options)
     if network is None:  # the archive's only network (or the simulator's among several)
         try:
             network = stores.default_store_name(root, "insitu", storage_options,

@@ -115,11 +115,7 @@ def product_id(kind: str, grid_name: str) -> str:
 
 
 def _static(root: str, storage_options) -> xr.Dataset:
-    for g in grid.GRIDS:
-        u = stores.static_url(root, g)
-        if stores.exists(u, storage_options):
-            return stores.open_dataset(u, storage_options=storage_options)
-    raise errors.StoreNotFound(f"{root}: no static/{{grid}}.zarr store")
+    return stores.find_static(root, storage_options)
 
 
 def _calibrated(root: str, sensor: str, storage_options,

@@ -100,8 +100,8 @@ def open_inputs(root: str, storage_options=None, *, fit_proxy: bool = False,
     tb = stores.chunk_variables(tb, {dims.TIME: compute_time_chunk(sizes), dims.PASS: -1,
                                      dims.CHANNEL: -1, dims.Y: min(SPATIAL_TILE, sizes[dims.Y]),
                                      dims.X: min(SPATIAL_TILE, sizes[dims.X])})
-    static = stores.open_on_cells(stores.static_url(root, grid_name), tb,
-                                  storage_options=storage_options).load()
+    static = stores.open_static(stores.static_url(root, grid_name), tb,
+                                storage_options=storage_options)
     out = {"tb": tb, "static": static, "grid": grid_name, "surface_temperature": None,
            "temperature_source": None, "snow_water_equivalent": None, "ft_state": None,
            "truth": None,

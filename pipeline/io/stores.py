@@ -50,12 +50,14 @@ __all__ = [
     "calibrated_url",
     "exists",
     "finalise",
+    "find_static",
     "insitu_url",
     "default_store_name",
     "join",
     "list_names",
     "store_names",
     "open_dataset",
+    "open_static",
     "open_stations",
     "read_bytes",
     "read_json",
@@ -569,9 +571,11 @@ def open_tb(
     if units != "K":
         raise errors.InputDataError(
             f"{where}: variable 'tb' units {units!r}, expected 'K' (data-contract.md)")
-    if tuple(ds["tb"].dims) != TB_DIMS:
+    if set(ds["tb"].dims) != set(TB_DIMS):
         raise errors.InputDataError(
             f"{where}: variable 'tb' dims {tuple(ds['tb'].dims)}, expected {TB_DIMS}")
+    if tuple(ds["tb"].dims) != TB_DIMS:  # the contract's order, lazily (a writer may differ)
+        ds = ds.transpose(*TB_DIMS, ...)
     if not ds.attrs.get("grid"):
         raise errors.InputDataError(f"{where}: attr 'grid' missing (data-contract.md)")
     return screen_tb(ds)
@@ -618,6 +622,61 @@ def open_stations(url: str, kind: str, *,
             raise errors.InputDataError(f"{where}: variable {var!r} dims {ds[var].dims}, "
                                         f"expected ({dim!r}, 'time')")
     return ds
+
+
+# Plausible ranges of the static layers (data-contract.md): a fraction in per cent or a bulk
+# density in kg m-3 would pass every schema check and bias the dielectric model silently.
+STATIC_RANGES = {"land_fraction": (0.0, 1.0, "a fraction 0–1"),
+                 "water_fraction": (0.0, 1.0, "a fraction 0–1"),
+                 "clay_fraction": (0.0, 1.0, "a fraction 0–1"),
+                 "sand_fraction": (0.0, 1.0, "a fraction 0–1"),
+                 "bulk_density": (0.3, 2.7, "g cm-3"),
+                 "landcover": (0, 17, "IGBP 0–17"),
+                 "pft": (0, 8, "L4C PFT 0–8")}
+
+
+def open_static(url: str, like: xr.Dataset | None = None, *,
+                storage_options: Mapping[str, Any] | None = None,
+                what: str = "the TB store") -> xr.Dataset:
+    """Open ``static/{grid}.zarr`` in memory, check its layers' ranges (:data:`STATIC_RANGES`)
+    and, with ``like``, that it lies on ``like``'s cells (:func:`open_on_cells`).
+
+    Raises:
+      errors.InputDataError: ``"{url}: variable 'clay_fraction' has values up to 35, expected
+        a fraction 0–1 (per cent?)"`` etc.
+    """
+    ds = open_dataset(url, storage_options=storage_options)
+    if like is not None:
+        require_on_cells(ds, like, url, what=what)
+    ds = ds.load()
+    where = _safe_url(url)
+    for var, (lo, hi, what) in STATIC_RANGES.items():
+        if var not in ds.data_vars:
+            continue
+        v = np.asarray(ds[var].values, np.float64)
+        v = v[np.isfinite(v)]
+        if v.size and (v.min() < lo or v.max() > hi):
+            hint = " (per cent?)" if what.startswith("a fraction") and v.max() <= 100 else ""
+            raise errors.InputDataError(
+                f"{where}: variable {var!r} has values {v.min():g}..{v.max():g}, expected "
+                f"{what}{hint} (data-contract.md)")
+    return ds
+
+
+def find_static(root: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """The archive's static layers, ``static/{grid}.zarr`` of the first grid that has one
+    (:func:`open_static`, checked).
+
+    Raises:
+      errors.StoreNotFound: the archive has no static store.
+    """
+    from pipeline import grid
+
+    for g in grid.GRIDS:
+        url = static_url(root, g)
+        if exists(url, storage_options):
+            return open_static(url, storage_options=storage_options)
+    raise errors.StoreNotFound(f"{_safe_url(root)}: no static/{{grid}}.zarr store")
 
 
 def open_on_cells(

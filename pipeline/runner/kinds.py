@@ -125,8 +125,8 @@ class FreezeThawJob(_PixelwiseJob):
         tb = tb.chunk(dims.pencil(dict(tb.sizes), self.tile))
         static = None
         if stores.exists(stores.static_url(self.root, grid), so):
-            static = stores.open_on_cells(stores.static_url(self.root, grid), tb,
-                                          storage_options=so).load()
+            static = stores.open_static(stores.static_url(self.root, grid), tb,
+                                        storage_options=so)
         truth = None
         if self._options().windows.method == "temperature":
             truth = stores.open_on_cells(stores.truth_url(self.root, grid), tb,

@@ -75,7 +75,7 @@ def _open_static(root: str, grid_name: str, storage_options) -> xr.Dataset:
     url = stores.static_url(root, grid_name)
     if not stores.exists(url, storage_options):
         raise errors.StoreNotFound(f"{url}: no static layers for grid {grid_name!r}")
-    return stores.open_dataset(url, storage_options=storage_options)
+    return stores.open_static(url, storage_options=storage_options)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Commands that read in-situ stations find the archive's network by itself.
+"""Archives written by others: station networks and tower collections under any name, and
+station, tower and static stores checked against the contract's units and ranges.
 
 The data contract names the store ``insitu/{network}.zarr`` with any network name; archives
 written by others (independent test data, real networks) are not called ``simnet``.
@@ -105,3 +106,19 @@ def test_station_store_on_other_dims_is_one_line(renamed):
     rewrite_store(url, lambda ds: ds.rename({"station": "site"}))
     with pytest.raises(errors.InputDataError, match=r"expected \('station', 'time'\)"):
         stores.open_stations(url, "insitu")
+
+
+@pytest.mark.parametrize("var, change, expect", [
+    ("clay_fraction", lambda v: v * 100.0, "expected a fraction 0–1 (per cent?)"),
+    ("bulk_density", lambda v: v * 1000.0, "expected g cm-3"),
+])
+def test_static_layers_out_of_range_are_one_line(renamed, capsys, var, change, expect):
+    from tests.fixtures.common import cli_error_lines, rewrite_store
+
+    url = stores.static_url(renamed, "M36")
+    stores.open_static(url)  # the simulator's layers pass
+    rewrite_store(url, lambda ds: ds.assign({var: change(ds[var]).assign_attrs(ds[var].attrs)}))
+    lines = cli_error_lines(["sm", "retrieve", "--root", renamed], capsys)
+    assert lines[-1].startswith(f"error: {url}: variable {var!r} has values ")
+    assert lines[-1].endswith(f"{expect} (data-contract.md)")
+    assert not any("Traceback" in ln for ln in lines)
