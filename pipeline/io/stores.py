@@ -48,14 +48,13 @@ __all__ = [
     "ZARR_FORMAT",
     "StorageOptions",
     "calibrated_url",
+    "default_store_name",
     "exists",
     "finalise",
     "find_static",
     "insitu_url",
-    "default_store_name",
     "join",
     "list_names",
-    "store_names",
     "open_dataset",
     "open_static",
     "open_stations",
@@ -66,6 +65,7 @@ __all__ = [
     "static_url",
     "storage_options_for",
     "store_format",
+    "store_names",
     "tb_url",
     "towers_url",
     "truth_url",
@@ -642,24 +642,24 @@ def open_static(url: str, like: xr.Dataset | None = None, *,
     and, with ``like``, that it lies on ``like``'s cells (:func:`open_on_cells`).
 
     Raises:
-      errors.InputDataError: ``"{url}: variable 'clay_fraction' has values up to 35, expected
-        a fraction 0–1 (per cent?)"`` etc.
+      errors.InputDataError: ``"{url}: variable 'clay_fraction' has values 0..35, expected a
+        fraction 0–1 (per cent?) (data-contract.md)"`` etc.
     """
     ds = open_dataset(url, storage_options=storage_options)
     if like is not None:
         require_on_cells(ds, like, url, what=what)
     ds = ds.load()
     where = _safe_url(url)
-    for var, (lo, hi, what) in STATIC_RANGES.items():
+    for var, (lo, hi, expect) in STATIC_RANGES.items():
         if var not in ds.data_vars:
             continue
         v = np.asarray(ds[var].values, np.float64)
         v = v[np.isfinite(v)]
         if v.size and (v.min() < lo or v.max() > hi):
-            hint = " (per cent?)" if what.startswith("a fraction") and v.max() <= 100 else ""
+            hint = " (per cent?)" if expect.startswith("a fraction") and v.max() <= 100 else ""
             raise errors.InputDataError(
                 f"{where}: variable {var!r} has values {v.min():g}..{v.max():g}, expected "
-                f"{what}{hint} (data-contract.md)")
+                f"{expect}{hint} (data-contract.md)")
     return ds
 
 
