@@ -304,7 +304,7 @@ def fill_time_gaps(da: xr.DataArray, max_gap_days: int) -> xr.DataArray:
         return v.copy(data=_fill_gaps(v.values, gap))
     depth = gap + 1
     data = v.data  # a dask array: its own methods, so this stage never imports dask
-    if min(data.chunks[0]) < depth or len(data.chunks[0]) == 1 and data.shape[0] < depth:
+    if min(data.chunks[0]) < depth:
         data = data.rechunk({0: max(depth, max(data.chunks[0]))})
     out = data.map_overlap(_fill_gaps, depth={0: min(depth, data.shape[0])}
                            | {i: 0 for i in range(1, data.ndim)},

@@ -36,6 +36,7 @@ import xarray as xr
 
 from pipeline import dims, harmonise, soil_moisture
 from pipeline.graphs import retrieval_teff
+from pipeline.graphs.retrieval_teff import station_temperature_at
 from pipeline.io import stores
 
 __all__ = ["FEATURES", "TABLE_NAME", "ensure", "fit", "frozen_probability", "load",
@@ -58,34 +59,6 @@ def load(root: str, storage_options=None) -> dict | None:
                              storage_options)
 
 
-def station_temperature_at(insitu: xr.Dataset, station: str,
-                           when: pd.DatetimeIndex) -> np.ndarray:
-    """A station's soil temperature at local solar times ``when`` [K]: the sample nearest each
-    (within half an hour; a daily series: that day's value); NaN where none or flagged."""
-    da = insitu[retrieval_teff.SOIL_T].sel({dims.STATION: station})
-    flag = f"{retrieval_teff.SOIL_T}_flag"
-    if flag in insitu:
-        da = da.where(insitu[flag].sel({dims.STATION: station}) == 0)
-    s = da.to_pandas().astype(np.float64).dropna()
-    if s.empty or len(when) == 0:
-        return np.full(len(when), np.nan)
-    t = s.index.values
-    step = np.median(np.diff(t)) if t.size > 1 else np.timedelta64(1, "D")
-    if step >= np.timedelta64(1, "D"):
-        daily = pd.Series(s.values, index=pd.DatetimeIndex(t).normalize())
-        daily = daily[~daily.index.duplicated()]
-        return daily.reindex(when.normalize()).to_numpy()
-    lon = float(insitu[dims.LON].sel({dims.STATION: station}))
-    local = pd.Series(s.values, index=pd.DatetimeIndex(t) + pd.to_timedelta(lon / 15.0, "h"))
-    local = local[~local.index.duplicated()]
-    ok = ~pd.isna(when)
-    out = np.full(len(when), np.nan)
-    if ok.any():
-        out[ok] = local.reindex(when[ok], method="nearest",
-                                tolerance=pd.Timedelta(minutes=30)).to_numpy()
-    return out
-
-
 def _station_pairs(cal: xr.Dataset, sensor: str,
                    stations: list[tuple[xr.Dataset, str, int, int]]
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -96,21 +69,23 @@ def _station_pairs(cal: xr.Dataset, sensor: str,
     pts = retrieval_teff.pointwise(cal[[dims.TB, dims.LOCAL_TIME]], rows, cols)
     pts = pts.transpose(dims.TIME, dims.PASS, dims.CHANNEL, dims.Y, dims.X, ...).load()
     feats = harmonise.dynamic_features(pts, sensor).sel({dims.FEATURE: list(FEATURES)})
+    # (station, time × pass, …): one lookup per station for every observation of both passes
+    n = len(stations)
     x = feats.transpose(dims.Y, dims.TIME, dims.PASS, dims.X, dims.FEATURE).values
+    x = x.reshape(n, -1, len(FEATURES))
     lt = pts[dims.LOCAL_TIME].transpose(dims.Y, dims.TIME, dims.PASS, dims.X).values
-    days = pd.DatetimeIndex(pts[dims.TIME].values).normalize()
+    lt = lt.reshape(n, -1)
+    days = pd.DatetimeIndex(pts[dims.TIME].values).normalize().repeat(pts.sizes[dims.PASS])
     xs, ys = [], []
     for k, (ins, sid, _, _) in enumerate(stations):
-        for ip in range(lt.shape[2]):
-            hours = lt[k, :, ip, 0]
-            seen = np.isfinite(hours) & np.isfinite(x[k, :, ip, 0]).all(axis=-1)
-            if not seen.any():
-                continue
-            when = days[seen] + pd.to_timedelta(hours[seen], unit="h")
-            temp = station_temperature_at(ins, sid, pd.DatetimeIndex(when))
-            good = np.isfinite(temp)
-            xs.append(x[k, :, ip, 0][seen][good])
-            ys.append(temp[good])
+        seen = np.isfinite(lt[k]) & np.isfinite(x[k]).all(axis=-1)
+        if not seen.any():
+            continue
+        when = days[seen] + pd.to_timedelta(lt[k][seen], unit="h")
+        temp = station_temperature_at(ins, sid, pd.DatetimeIndex(when))
+        good = np.isfinite(temp)
+        xs.append(x[k][seen][good])
+        ys.append(temp[good])
     if not xs:
         return np.empty((0, len(FEATURES))), np.empty(0)
     return np.concatenate(xs), np.concatenate(ys)

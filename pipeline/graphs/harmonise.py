@@ -46,6 +46,7 @@ from pipeline import (
     soil_moisture,
     validation,
 )
+from pipeline.graphs import frozen_screens
 from pipeline.io import publish, stores
 
 HARMONISED_SENSORS = ("tmi", "amsre", "amsr2", "gmi")
@@ -493,8 +494,6 @@ def harmonised(cal: xr.Dataset, static: xr.Dataset, sensor: str, ref: apply.Mode
     tb18 = feats.sel({dims.FEATURE: "tb_18.7V"}, drop=True)
     frozen = tb36 < FROZEN_TB36V_K
     if frozen_model is not None and frozen_model.get("model"):
-        from pipeline.graphs import frozen_screens
-
         pf = frozen_screens.frozen_probability(feats, frozen_model["model"])
         frozen = xr.where(pf.notnull(), pf >= float(frozen_model["threshold"]), frozen)
     snow = (tb18 - tb36) > SNOW_SCATTER_K
@@ -545,8 +544,6 @@ def harmonise_all(root: str, *, storage_options: Mapping[str, Any] | None = None
     static = _static(root, storage_options)
     g = _grid_name(static)
     anc = open_ancillary(root, static.attrs["grid"], storage_options)
-    from pipeline.graphs import frozen_screens
-
     # without a reanalysis temperature: station-fitted frozen-ground classifiers per sensor
     screens = frozen_screens.ensure(root, static, HARMONISED_SENSORS, ancillary=anc,
                                     storage_options=storage_options, progress=progress)

@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from pipeline import apply, dims, errors, metrics, qc, schema, soil_moisture
+from pipeline.graphs import retrieval_teff
 from pipeline.io import publish, stores
 
 __all__ = ["SENSOR", "VOD_BINS", "bench_retrieval", "build_product", "open_inputs",
@@ -89,8 +90,6 @@ def open_inputs(root: str, storage_options=None, *, fit_proxy: bool = False,
     ``frozen_source``, ``truth`` (simulated archives only:
     used for the skill report, never as an input).
     """
-    from pipeline.graphs import retrieval_teff
-
     tb_url = stores.tb_url(root, SENSOR)
     tb = stores.open_tb(tb_url, storage_options=storage_options)
     grid_name = tb.attrs.get("grid")
@@ -327,11 +326,6 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
              f"{list(params.teff_offset_by_class)} K (others {params.teff_offset_k} K)")
     inputs = open_inputs(root, storage_options, fit_proxy=True, progress=progress)
     grid_name = inputs["grid"]
-    if inputs["surface_temperature"] is None:
-        raise errors.InputDataError(
-            f"{stores.ancillary_url(root, grid_name)}: no 'soil_temperature' or "
-            "'surface_temperature' (the retrieval's effective temperature); provide a "
-            "reanalysis in that layout (tbcube simulate writes one for simulated archives)")
     _log(progress, f"tb/smap {dict(inputs['tb'].sizes)}; T_eff from "
          f"{inputs['temperature_source']}; frozen ground from {inputs['frozen_source']}")
     ds = build_product(inputs, params, resources=resources)
@@ -341,8 +335,6 @@ def run(root: str, params: soil_moisture.RetrievalParams | None = None, *,
                          "static": stores.static_url(root, grid_name)}}
     proxy = inputs.get("teff_proxy")
     if proxy is not None:
-        from pipeline.graphs import retrieval_teff
-
         record["inputs"].update(teff_proxy=retrieval_teff.table_url(root),
                                 teff_proxy_tb=stores.tb_url(root, str(proxy["sensor"])))
         record["teff_proxy"] = {k: proxy.get(k) for k in (

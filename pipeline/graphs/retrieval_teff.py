@@ -58,7 +58,8 @@ from pipeline.io import stores
 
 __all__ = ["MIN_PAIRS_PER_TERM", "SENSORS", "TABLE_NAME", "ensure", "fit", "fit_linear",
            "fit_logistic", "load", "logistic_probability", "pointwise", "proxy_frozen_state",
-           "proxy_temperature", "station_cells", "station_pass_temperature", "table_url"]
+           "proxy_temperature", "station_cells", "station_pass_temperature",
+           "station_temperature_at", "table_url"]
 
 TABLE_NAME = "sm-teff-proxy.json"
 SENSORS = ("amsr2", "gmi", "amsre", "tmi")  # sun-synchronous and global first
@@ -116,36 +117,56 @@ def pointwise(obj, rows: Sequence[int], cols: Sequence[int]):
     return out.assign_coords({dims.Y: np.arange(len(rows), dtype=float)})
 
 
-def station_pass_temperature(insitu: xr.Dataset, station: str,
-                             hours: Mapping[str, float]) -> dict[str, pd.Series]:
-    """One station's soil temperature at each pass's local solar hour, by local date.
-
-    Sub-daily series: the value nearest the pass hour (within half an hour; several → their
-    mean).  Daily series: the daily value for every pass.  Flagged values (``*_flag`` ≠ 0) are
-    left out.  Returns ``{pass: Series indexed by date}`` (may be empty).
-    """
+def _station_series(insitu: xr.Dataset, station: str) -> tuple[pd.Series, bool]:
+    """One station's unflagged soil temperature [K] and whether the series is daily: indexed
+    by local solar time (sub-daily) or by date (daily)."""
     da = insitu[SOIL_T].sel({dims.STATION: station})
     flag = f"{SOIL_T}_flag"
     if flag in insitu:
         da = da.where(insitu[flag].sel({dims.STATION: station}) == 0)
     s = da.to_pandas().astype(np.float64).dropna()
-    if s.empty:
-        return {p: s for p in hours}
-    t = s.index.values
-    step = np.median(np.diff(t)) if t.size > 1 else np.timedelta64(1, "D")
-    if step >= np.timedelta64(1, "D"):
-        daily = s.copy()
-        daily.index = pd.DatetimeIndex(t).normalize()
-        return {p: daily for p in hours}
-    lon = float(insitu[dims.LON].sel({dims.STATION: station}))
-    local = pd.DatetimeIndex(t) + pd.to_timedelta(lon / 15.0, unit="h")
-    day = local.normalize()
-    hour = (local - day) / pd.Timedelta(hours=1)
-    out = {}
-    for p, h in hours.items():
-        near = np.abs(np.asarray(hour) - float(h)) <= 0.5
-        out[p] = pd.Series(s.values[near], index=day[near]).groupby(level=0).mean()
+    t = pd.DatetimeIndex(s.index)
+    daily = t.size < 2 or np.median(np.diff(t.values)) >= np.timedelta64(1, "D")
+    if daily:
+        index = t.normalize()
+    else:
+        index = t + pd.to_timedelta(float(insitu[dims.LON].sel({dims.STATION: station})) / 15.0,
+                                    unit="h")
+    s = pd.Series(s.to_numpy(), index=index)
+    return s[~s.index.duplicated()], daily
+
+
+def _at(series: pd.Series, daily: bool, when: pd.DatetimeIndex) -> np.ndarray:
+    out = np.full(len(when), np.nan)
+    ok = ~pd.isna(when)
+    if series.empty or not ok.any():
+        return out
+    if daily:
+        out[ok] = series.reindex(when[ok].normalize()).to_numpy()
+    else:
+        out[ok] = series.reindex(when[ok], method="nearest",
+                                 tolerance=pd.Timedelta(minutes=30)).to_numpy()
     return out
+
+
+def station_temperature_at(insitu: xr.Dataset, station: str,
+                           when: pd.DatetimeIndex) -> np.ndarray:
+    """A station's soil temperature at local solar times ``when`` [K]: the sample nearest each
+    (within half an hour; a daily series: that day's value); NaN where none or flagged
+    (``*_flag`` ≠ 0)."""
+    return _at(*_station_series(insitu, station), pd.DatetimeIndex(when))
+
+
+def station_pass_temperature(insitu: xr.Dataset, station: str,
+                             hours: Mapping[str, float]) -> dict[str, pd.Series]:
+    """One station's soil temperature at each pass's local solar hour, by local date
+    (:func:`station_temperature_at` on every date of its record).  Returns ``{pass: Series
+    indexed by date}`` (may be empty)."""
+    series, daily = _station_series(insitu, station)
+    days = series.index.normalize().unique()
+    return {p: pd.Series(_at(series, daily, days + pd.to_timedelta(float(h), unit="h")),
+                         index=days).dropna()
+            for p, h in hours.items()}
 
 
 def fit_linear(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -194,7 +215,7 @@ def _proxy_channels(tb: xr.Dataset) -> list[str]:
 
 
 def fit(root: str, smap_tb: xr.Dataset, static: xr.Dataset, *, storage_options=None,
-        sensors_: Sequence[str] = SENSORS, max_gap_days: int = MAX_GAP_DAYS,
+        candidates: Sequence[str] = SENSORS, max_gap_days: int = MAX_GAP_DAYS,
         progress: Progress = None) -> dict:
     """Fit the proxy on the archive's stations and write the table (see the module doc).
 
@@ -229,7 +250,7 @@ def fit(root: str, smap_tb: xr.Dataset, static: xr.Dataset, *, storage_options=N
             "proxy; provide ancillary/{grid}.zarr (docs/stores.md)")
     smap_days = pd.DatetimeIndex(smap_tb[dims.TIME].values).normalize()
     tried = []
-    for name in sensors_:
+    for name in candidates:
         url = stores.tb_url(root, name)
         if not stores.exists(url, storage_options):
             continue
@@ -305,7 +326,7 @@ def fit(root: str, smap_tb: xr.Dataset, static: xr.Dataset, *, storage_options=N
             f"residual {resid} K, frozen station-days passed as thawed {leak or 'n/a'} "
             f"({table_url(root)})")
         return table
-    detail = "; ".join(tried) if tried else f"none of {list(sensors_)} under {root}/tb"
+    detail = "; ".join(tried) if tried else f"none of {list(candidates)} under {root}/tb"
     raise errors.InputDataError(
         f"{anc}: no reanalysis temperature, and no TB temperature proxy could be fitted "
         f"({detail}); provide ancillary/{{grid}}.zarr (docs/stores.md)")

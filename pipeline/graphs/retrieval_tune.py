@@ -187,10 +187,6 @@ def tune(root: str, *, years: Sequence[int] | None = None, network: str | None =
             raise errors.ConfigError(
                 f"sm tune: trial {name} {tr} must be ≥ 2 increasing values")
     inputs = retrieval.open_inputs(root, storage_options, fit_proxy=True, progress=progress)
-    if inputs["surface_temperature"] is None:
-        raise errors.InputDataError(
-            f"{stores.ancillary_url(root, inputs['grid'])}: no 'soil_temperature' or "
-            "'surface_temperature' (the retrieval's effective temperature)")
     i_url = stores.insitu_url(root, network)
     if not stores.exists(i_url, storage_options):
         raise errors.StoreNotFound(f"{i_url}: no in-situ network store (needed by sm tune)")

@@ -201,10 +201,6 @@ class SmapRetrievalJob(_PixelwiseJob):
             raise errors.ConfigError(
                 f"products: {self.product_id!r} does not match the archive's grid {grid!r} "
                 f"({self.root}); expected {retrieval.product_id(grid)!r}")
-        if inputs["surface_temperature"] is None:
-            raise errors.InputDataError(
-                f"{stores.ancillary_url(self.root, grid)}: no effective temperature "
-                "(soil_temperature or surface_temperature)")
         timed = ("tb", "surface_temperature", "snow_water_equivalent", "ft_state")
         if self.time_range is not None:
             for k in timed:

@@ -171,12 +171,18 @@ def test_retrieval_skill_with_the_proxy_is_bounded(no_reanalysis):
     assert abs(tgt["bias"]) < 0.03
 
 
-def test_an_existing_table_is_reused_and_a_reanalysis_wins(no_reanalysis, tmp_path):
+def test_an_existing_table_is_reused_and_a_reanalysis_wins(no_reanalysis, tmp_path,
+                                                           monkeypatch):
     root, res = no_reanalysis
     assert res.exit_code == 0, res.output
     tb = stores.open_tb(stores.tb_url(root, "smap"))
     static = stores.open_dataset(stores.static_url(root, "M36")).load()
     table = retrieval_teff.load(root)
+
+    def refit(*_a, **_k):
+        raise AssertionError("refitted although a table exists")
+
+    monkeypatch.setattr(retrieval_teff, "fit", refit)
     assert retrieval_teff.ensure(root, tb, static) == table  # not refitted
     # an ancillary store with a temperature: no proxy
     like = tb["tb"].isel(channel=0, drop=True)
